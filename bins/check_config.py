@@ -1,0 +1,33 @@
+"""``cantor check-config CONFIG [--set K=V ...]``: load, merge and validate a config; print it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment config (JSON5), e.g. egs/svc/DiffComoSVC/exp_config.json")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.batch_size=8 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from utils.config import ConfigError, config_to_dict, load_config
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(config_to_dict(cfg), indent=2))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The ``cantor`` console entry point. Each subcommand lives in a module of ``bins/`` that offers
+``add_arguments(parser)`` and ``run(args)``; those modules import heavy packages only inside
+``run`` so that ``cantor --help`` is instant."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("bins.check_config", "validate an experiment config and print it merged"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC recipe).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args._run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# DiffComoSVC recipe. Works from any directory:
+#   sh egs/svc/DiffComoSVC/run.sh --stage 1 [--config CFG]
+#   sh egs/svc/DiffComoSVC/run.sh --stage 2 --name EXP [--gpu 0,1] [--resume] ...
+#   sh egs/svc/DiffComoSVC/run.sh --stage 3 --infer_expt_dir DIR --infer_output_dir DIR \
+#        (--infer_source_audio_dir DIR | --infer_source_file test.json) \
+#        --infer_target_speaker SINGER [--infer_key_shift N|autoshift]
+# Teacher vs student: stage 2 distils when the config sets model.comosvc.distill (or --distill).
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+set -euo pipefail
+
+exp_dir=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$exp_dir/../../.." && pwd)
+
+usage() {
+    cat >&2 <<USAGE
+usage: run.sh --stage 1|2|3 [options]
+  --config FILE                 experiment config (default: $exp_dir/exp_config.json)
+  --set KEY=VALUE               config override, repeatable (e.g. --set train.batch_size=8)
+  --num_workers N               stage 1: worker processes (default: every core)
+  --overwrite                   stage 1: recompute existing features
+  --name NAME                   stage 2: experiment name (log_dir/NAME)
+  --gpu IDS                     stage 2/3: CUDA device ids, e.g. 0 or 0,1 (default: CPU or cuda:0)
+  --distill                     stage 2: consistency distillation (sets model.comosvc.distill)
+  --resume                      stage 2: continue from the newest checkpoint of log_dir/NAME
+  --resume_from_ckpt_path PATH  stage 2: resume from this checkpoint (file or folder)
+  --resume_type resume|finetune stage 2: full state, or weights only (default: resume)
+  --infer_expt_dir DIR          stage 3: trained experiment folder
+  --infer_output_dir DIR        stage 3: where converted wavs go
+  --infer_source_file FILE      stage 3: a processed test.json to convert
+  --infer_source_audio_dir DIR  stage 3: every wav/flac/mp3/ogg below DIR
+  --infer_target_speaker NAME   stage 3: a key of singers.json, e.g. opencpop_female1
+  --infer_key_shift N|autoshift stage 3: semitones, or match the target's median F0 (default: 0)
+USAGE
+    exit 2
+}
+
+stage="" config="$exp_dir/exp_config.json" name="" gpu="" resume=0 resume_path="" resume_type="resume"
+num_workers="" overwrite=0 distill=0
+infer_expt_dir="" infer_output_dir="" infer_source_file="" infer_source_audio_dir=""
+infer_target_speaker="" infer_key_shift="0"
+sets=()
+
+need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value" >&2; usage; }; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --stage) need "$@"; stage=$2; shift 2 ;;
+        --config) need "$@"; config=$2; shift 2 ;;
+        --set) need "$@"; sets+=(--set "$2"); shift 2 ;;
+        --num_workers) need "$@"; num_workers=$2; shift 2 ;;
+        --overwrite) overwrite=1; shift ;;
+        --name) need "$@"; name=$2; shift 2 ;;
+        --gpu) need "$@"; gpu=$2; shift 2 ;;
+        --distill) distill=1; shift ;;
+        --resume) resume=1; shift ;;
+        --resume_from_ckpt_path) need "$@"; resume_path=$2; shift 2 ;;
+        --resume_type) need "$@"; resume_type=$2; shift 2 ;;
+        --infer_expt_dir) need "$@"; infer_expt_dir=$2; shift 2 ;;
+        --infer_output_dir) need "$@"; infer_output_dir=$2; shift 2 ;;
+        --infer_source_file) need "$@"; infer_source_file=$2; shift 2 ;;
+        --infer_source_audio_dir) need "$@"; infer_source_audio_dir=$2; shift 2 ;;
+        --infer_target_speaker) need "$@"; infer_target_speaker=$2; shift 2 ;;
+        --infer_key_shift) need "$@"; infer_key_shift=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "run.sh: unknown option: $1" >&2; usage ;;
+    esac
+done
+
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+config=$(abspath "$config")
+[ -f "$config" ] || { echo "run.sh: config not found: $config" >&2; exit 2; }
+for v in infer_expt_dir infer_output_dir infer_source_file infer_source_audio_dir resume_path; do
+    [ -z "${!v}" ] || printf -v "$v" '%s' "$(abspath "${!v}")"
+done
+case "$resume_type" in resume|finetune) ;; *) echo "run.sh: --resume_type must be resume or finetune" >&2; usage ;; esac
+[ -z "$gpu" ] || export CUDA_VISIBLE_DEVICES="$gpu"
+cd "$root"
+
+case "$stage" in
+    1)
+        args=(--config "$config" "${sets[@]}")
+        [ -z "$num_workers" ] || args+=(--num_workers "$num_workers")
+        [ $overwrite = 0 ] || args+=(--overwrite)
+        python bins/svc/preprocess.py "${args[@]}"
+        ;;
+    2)
+        [ -n "$name" ] || { echo "run.sh: stage 2 needs --name" >&2; usage; }
+        args=(--config "$config" --exp_name "$name" --resume_type "$resume_type" "${sets[@]}")
+        [ $resume = 0 ] || args+=(--resume)
+        [ -z "$resume_path" ] || args+=(--resume_from_ckpt_path "$resume_path")
+        [ $distill = 0 ] || args+=(--set model.comosvc.distill=true)
+        launch=(--num_processes 1 --num_machines 1 --dynamo_backend no)
+        if [ -n "$gpu" ]; then
+            n=$(echo "$gpu" | tr ',' '\n' | grep -c .)
+            [ "$n" -le 1 ] || launch=(--multi_gpu --num_processes "$n" --num_machines 1 --dynamo_backend no)
+        fi
+        accelerate launch "${launch[@]}" bins/svc/train.py "${args[@]}"
+        ;;
+    3)
+        [ -n "$infer_expt_dir" ] && [ -n "$infer_output_dir" ] && [ -n "$infer_target_speaker" ] || {
+            echo "run.sh: stage 3 needs --infer_expt_dir, --infer_output_dir and --infer_target_speaker" >&2; usage; }
+        [ -n "$infer_source_file$infer_source_audio_dir" ] || {
+            echo "run.sh: stage 3 needs --infer_source_file or --infer_source_audio_dir" >&2; usage; }
+        args=(--config "$config" --infer_expt_dir "$infer_expt_dir" --infer_output_dir "$infer_output_dir"
+              --infer_target_speaker "$infer_target_speaker" --infer_key_shift "$infer_key_shift" "${sets[@]}")
+        [ -z "$infer_source_file" ] || args+=(--infer_source_file "$infer_source_file")
+        [ -z "$infer_source_audio_dir" ] || args+=(--infer_source_audio_dir "$infer_source_audio_dir")
+        python bins/svc/inference.py "${args[@]}"
+        ;;
+    "") echo "run.sh: --stage is required" >&2; usage ;;
+    *) echo "run.sh: unknown stage: $stage" >&2; usage ;;
+esac

@@ -1,0 +1,57 @@
+"""Audio in and out: decode any common format to float32 mono at a requested rate, and write
+16-bit PCM without clipping. Waveforms are 1-D float32 numpy arrays in [-1, 1], rates in Hz."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from utils.io import atomic_write
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+
+def load_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
+    """Decode ``path`` (wav/flac/ogg with soundfile; mp3 and others through librosa/audioread),
+    downmix to mono and resample to ``sample_rate`` (soxr, high quality) when given.
+
+    Returns: float32 array of shape (samples,).
+    Raises: AudioError if the file cannot be decoded, is empty, or holds NaN/inf samples.
+    """
+    path = Path(path)
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        wav = wav.mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        try:
+            import librosa
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wav, sr = librosa.load(str(path), sr=None, mono=True)
+        except Exception as e2:  # audioread raises many unrelated types
+            raise AudioError(f"{path}: cannot decode audio ({e}; {e2})") from None
+    if wav.size == 0:
+        raise AudioError(f"{path}: empty audio")
+    if not np.all(np.isfinite(wav)):
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    if sample_rate is not None and sr != sample_rate:
+        wav = soxr.resample(wav, sr, sample_rate, quality="HQ")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
+    """Atomically write ``wav`` as 16-bit PCM. A peak above 1 is scaled down to 0.999 (never
+    clipped)."""
+    wav = np.asarray(wav, dtype=np.float32)
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    if peak > 1.0:
+        wav = wav * (0.999 / peak)
+    atomic_write(path, lambda tmp: sf.write(str(tmp), wav, sample_rate, subtype="PCM_16",
+                                            format="WAV"))
