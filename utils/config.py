@@ -48,14 +48,17 @@ def _read_json5(path: Path) -> dict:
     return data
 
 
-def _merge(base: dict, over: dict, origin: dict, source: str, prefix: tuple = ()) -> None:
-    """Deep-merge ``over`` into ``base`` in place, recording in ``origin`` which source set each key."""
+def _merge(base: dict, over: dict, origin: dict, source: str | None, prefix: tuple = ()) -> None:
+    """Deep-merge ``over`` into ``base`` in place, recording in ``origin`` which source set each key
+    (``source`` None: keep the origins already recorded, as for a base file's merged tree)."""
     for key, value in over.items():
         path = prefix + (key,)
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value, origin, source, path)
         else:
             base[key] = value
+            if source is None:
+                continue
             origin[path] = source
             if isinstance(value, dict):
                 _record(value, origin, source, path)
@@ -80,7 +83,7 @@ def _load_tree(path: Path, origin: dict, seen: tuple = ()) -> dict:
         raise ConfigError(f"{path}: base_config must be a path or a list of paths")
     merged: dict = {}
     for base in bases:
-        _merge(merged, _load_tree(path.parent / base, origin, seen + (path,)), origin, str(path))
+        _merge(merged, _load_tree(path.parent / base, origin, seen + (path,)), origin, None)
     _merge(merged, data, origin, str(path))
     return merged
 

@@ -1,0 +1,114 @@
+"""Config loading: base_config inheritance, deep merge, validation errors, overrides."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from utils.config import ConfigError, config_from_dict, config_to_dict, load_config, resolve_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_are_valid():
+    cfg = load_config(ROOT / "config" / "comosvc.json")
+    assert cfg.preprocess.sample_rate == 24000 and cfg.preprocess.n_mel == 100
+    assert cfg.model.comosvc.n_res_blocks == 20 and cfg.model.encoder.n_layers == 6
+    demo = load_config(ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json")
+    assert demo.preprocess.sample_rate == 22050 and demo.vocoder.type == "hifigan"
+    assert demo.dataset == ["gtsinger_demo"] and demo.dataset_type == {"gtsinger_demo": "custom"}
+
+
+def test_deep_merge_chain_and_list_of_bases(tmp_path):
+    write(tmp_path / "a.json", '{"train": {"batch_size": 4, "seed": 7}, "dataset": ["x", "y"]}')
+    write(tmp_path / "b.json", '{"train": {"learning_rate": 0.001}, "log_dir": "from_b"}')
+    cfg_file = write(tmp_path / "sub" / "exp.json", """{
+        // JSON5: comments and trailing commas
+        base_config: ["../a.json", "../b.json"],
+        train: {seed: 9,},
+        dataset: ["z"],
+    }""")
+    cfg = load_config(cfg_file)
+    assert cfg.train.batch_size == 4            # from a, untouched by later files
+    assert cfg.train.learning_rate == 0.001     # from b, merged into the same dict
+    assert cfg.train.seed == 9                  # the file itself wins
+    assert cfg.dataset == ["z"]                 # lists replace, never concatenate
+    assert cfg.log_dir == "from_b"
+    assert cfg.train.max_frames == 512          # schema default where nobody set it
+
+
+def test_misspelt_key_names_file_path_and_nearest(tmp_path):
+    cfg_file = write(tmp_path / "exp.json", '{"train": {"bacth_size": 8}}')
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg_file)
+    msg = str(e.value)
+    assert str(cfg_file.resolve()) in msg
+    assert "train.bacth_size" in msg and "train.batch_size" in msg
+
+
+def test_unknown_key_in_base_names_the_base_file(tmp_path):
+    base = write(tmp_path / "base.json", '{"preprocess": {"hop_sise": 128}}')
+    cfg_file = write(tmp_path / "exp.json", '{"base_config": "base.json"}')
+    with pytest.raises(ConfigError, match="base.json.*preprocess.hop_sise.*preprocess.hop_size"):
+        load_config(cfg_file)
+    assert base.exists()
+
+
+def test_placeholder_and_type_and_choice_errors(tmp_path):
+    cfg_file = write(tmp_path / "exp.json",
+                     '{"dataset": ["opencpop"], "dataset_path": {"opencpop": "[Opencpop path]"}}')
+    with pytest.raises(ConfigError, match=r"dataset_path.opencpop.*placeholder"):
+        load_config(cfg_file)
+    with pytest.raises(ConfigError, match="train.batch_size must be int"):
+        load_config(write(tmp_path / "t.json", '{"train": {"batch_size": "8"}}'))
+    with pytest.raises(ConfigError, match="train.batch_size must be int"):
+        load_config(write(tmp_path / "b.json", '{"train": {"batch_size": true}}'))
+    with pytest.raises(ConfigError, match="preprocess.f0_extractor = 'yin'"):
+        load_config(write(tmp_path / "c.json", '{"preprocess": {"f0_extractor": "yin"}}'))
+
+
+def test_int_is_accepted_for_float_fields(tmp_path):
+    cfg = load_config(write(tmp_path / "f.json", '{"preprocess": {"fmax": 8000}}'))
+    assert isinstance(cfg.preprocess.fmax, float) and cfg.preprocess.fmax == 8000.0
+
+
+def test_overrides_go_through_validation(tmp_path):
+    cfg_file = write(tmp_path / "exp.json", "{}")
+    cfg = load_config(cfg_file, ["train.batch_size=8", "vocoder.type=hifigan",
+                                 "preprocess.content_features=[]"])
+    assert cfg.train.batch_size == 8 and cfg.vocoder.type == "hifigan"
+    assert cfg.preprocess.content_features == []
+    with pytest.raises(ConfigError, match="--set train.batchsize=3.*train.batch_size"):
+        load_config(cfg_file, ["train.batchsize=3"])
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        load_config(cfg_file, ["train.batch_size"])
+
+
+def test_base_config_cycle_and_missing_file(tmp_path):
+    write(tmp_path / "a.json", '{"base_config": "b.json"}')
+    write(tmp_path / "b.json", '{"base_config": "a.json"}')
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.json")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.json")
+
+
+def test_round_trip_through_args_json(tmp_path):
+    cfg = load_config(ROOT / "config" / "comosvc.json", ["train.seed=3"])
+    data = json.loads(json.dumps(config_to_dict(cfg)))
+    assert config_from_dict(data) == cfg
+    data["train"]["sed"] = 1
+    with pytest.raises(ConfigError, match="train.sed.*train.seed"):
+        config_from_dict(data, "args.json")
+
+
+def test_relative_paths_resolve_from_project_root(tmp_path):
+    assert resolve_path("pretrained/x.pt") == ROOT / "pretrained" / "x.pt"
+    assert resolve_path(tmp_path) == tmp_path
