@@ -10,6 +10,6 @@ setup(
     description="Config-driven singing voice conversion: DiffComoSVC with consistency distillation",
     python_requires=">=3.10",
     packages=find_packages(include=["cantor*", "bins*", "models*", "modules*", "processors*",
-                                    "preprocessors*", "utils*"]),
+                                    "preprocessors*", "utils*", "evaluation*"]),
     entry_points={"console_scripts": ["cantor=cantor.cli:main"]},
 )

@@ -10,6 +10,14 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("bins.check_config", "validate an experiment config and print it merged"),
+    "convert-whisper-ct2": ("bins.convert_whisper_ct2",
+                            "CTranslate2 Whisper model.bin -> openai-whisper checkpoint"),
+    "convert-contentvec": ("bins.convert_contentvec",
+                           "fairseq ContentVec .pt -> transformers HubertModel folder + final_proj"),
+    "infer": ("bins.infer", "stage 3 in one command: convert a song to a target singer"),
+    "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
+    "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
+    "train": ("bins.svc.train", "stage 2: train the DiffComoSVC teacher or distil it (one process)"),
 }
 
 

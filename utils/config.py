@@ -159,11 +159,39 @@ def _build(cls, data: dict, path: tuple, origin: dict):
     return cls(**kwargs)
 
 
+def check_vocoder(cfg: CantorConfig, source: str = "config") -> None:
+    """The vocoder must expect the mel that stage 1 computes: its sample rate, n_mel, hop, n_fft,
+    window, fmin and fmax (from its config.json / args.json when installed, else the release
+    defaults: universal HiFi-GAN 22 050 Hz / 80 / hop 256 / fmax 8000, BigVGAN 24 000 Hz / 100 /
+    hop 256 / fmax 12000) must equal cfg.preprocess's. Griffin-Lim accepts any mel.
+
+    Raises: ConfigError naming each differing key, or an unreadable vocoder json.
+    """
+    from models.vocoders.formats import expected_mel_settings  # light; imported late (no cycle)
+    try:
+        expected = expected_mel_settings(cfg.vocoder)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{source}: vocoder.path: {e}") from None
+    if expected is None:
+        return
+    settings, origin = expected
+    wrong = [f"preprocess.{name} = {getattr(cfg.preprocess, name)} but the vocoder expects {value}"
+             for name, value in dataclasses.asdict(settings).items()
+             if getattr(cfg.preprocess, name) != value]
+    if wrong:
+        raise ConfigError(f"{source}: vocoder '{cfg.vocoder.type}' ({origin}) does not match the "
+                          f"preprocessing: {'; '.join(wrong)}. Change the preprocess settings, or "
+                          f"vocoder.type / vocoder.path (griffin_lim accepts any mel).")
+
+
 def config_from_dict(data: dict, source: str = "config") -> CantorConfig:
-    """Validate a plain (already merged) dict, e.g. an experiment's ``args.json``."""
+    """Validate a plain (already merged) dict, e.g. an experiment's ``args.json`` (same errors as
+    :func:`load_config`)."""
     origin: dict = {}
     _record(data, origin, source, ())
-    return _build(CantorConfig, data, (), origin)
+    cfg = _build(CantorConfig, data, (), origin)
+    check_vocoder(cfg, source)
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> CantorConfig:
@@ -171,13 +199,16 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> CantorConfig:
 
     Raises:
         ConfigError: missing/unparsable file, unknown key (with the nearest known key), wrong
-            type, a value outside its choices, or a placeholder such as ``"[Opencpop path]"``.
+            type, a value outside its choices, a placeholder such as ``"[Opencpop path]"``, or a
+            vocoder that disagrees with the preprocessing (:func:`check_vocoder`).
     """
     origin: dict = {}
     merged = _load_tree(Path(path), origin)
     for text in overrides:
         _merge(merged, parse_override(text), origin, f"--set {text}")
-    return _build(CantorConfig, merged, (), origin)
+    cfg = _build(CantorConfig, merged, (), origin)
+    check_vocoder(cfg, str(path))
+    return cfg
 
 
 def config_to_dict(cfg: CantorConfig) -> dict:

@@ -44,7 +44,8 @@ class PreprocessConfig:
     contentvec_path: str = "pretrained/contentvec/checkpoint_best_legacy_500.pt"
     # True: layer 12 through final_proj (256-d, Amphion); False: layer 12 as is (768-d, so-vits-svc 4).
     contentvec_final_proj: bool = True
-    # Utterances per forward pass of the content models.
+    # Windows (an utterance of up to 30 s is one window) per forward pass of the content models;
+    # stage 1 also decodes this many files at a time.
     content_batch_size: int = 8
     # Worker processes for acoustic features; 0 means every core.
     num_workers: int = 0
@@ -117,6 +118,7 @@ class SchedulerConfig:
 class TrainConfig:
     batch_size: int = 32
     gradient_accumulation_steps: int = 1
+    # Max gradient norm (clipping); <= 0: no clipping (the norm is still logged).
     grad_clip: float = 1.0
     max_steps: int = 1_000_000
     # -1: no epoch limit (stop at max_steps).
@@ -134,6 +136,7 @@ class TrainConfig:
     log_every_steps: int = 10
     valid_every_steps: int = 1000
     save_every_steps: int = 1000
+    # Checkpoints kept per experiment (oldest deleted first); 0 keeps all.
     keep_last: int = 5
     # Utterances of the test split sampled and logged (mel images, audio) at each validation.
     valid_samples: int = 2

@@ -1,0 +1,142 @@
+"""``cantor eval CONVERTED_DIR --source ... [--target_refs ...]``: objective metrics of converted
+singing, per output file and on average, written to a TSV and printed as a table.
+
+CONVERTED_DIR holds stage 3's outputs, ``<CONVERTED_DIR>/<source name>/<source name>_<target>.wav``.
+Each output is paired with its source recording (found by name under ``--source``), the target
+singer's reference recordings (``--target_refs``) and the key shift it was converted with. Metrics:
+FPC, F0 RMSE (cents) and V/UV error against the key-shifted source F0; MCD against a recording of
+the same content by the target singer (the source itself for a self-conversion, or ``--same_content``);
+speaker similarity of the output to the target singer's references and to the source (Resemblyzer);
+CER of Whisper transcripts of output vs source with ``--language en``.
+
+Demo (each held-out song converted to other singers with run.sh stage 3 into OUT):
+    cantor eval OUT --source data/demo/processed/gtsinger_demo/test.json \\
+        --target_refs data/demo/processed/gtsinger_demo/train.json \\
+        --config egs/svc/DiffComoSVC/exp_config_demo.json --language en --cer_sources '*EN-*'
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("converted_dir", help="folder of outputs <source>/<source>_<target>.wav")
+    parser.add_argument(
+        "--source", action="append", required=True, metavar="PATH",
+        help="where the sources are (repeatable): a folder (a file <dir>/a/b/c.wav is the source "
+             "named a_b_c, or b_c / c when unique; its singer is the first folder a), a single audio "
+             "file (named by its stem), or a stage-1 metadata list such as test.json (named by Uid)")
+    parser.add_argument(
+        "--target_refs", action="append", default=[], metavar="SPEC",
+        help="reference recordings of target singers (repeatable): NAME=PATH (a folder or a file, "
+             "for singer NAME), a metadata list such as train.json (grouped by <Dataset>_<Singer>), "
+             "or a folder of singer folders. A target matches a name exactly or as <dataset>_<name>. "
+             "Without it, sim_target is not computed")
+    parser.add_argument(
+        "--key_shift", action="append", default=[], metavar="N|TARGET=N",
+        help="semitones the sources were shifted by at conversion: N for every output, TARGET=N for "
+             "one target singer (repeatable); N may be 'auto' (for autoshift runs): per output, the "
+             "whole semitones nearest the median output/source pitch interval. Default 0")
+    parser.add_argument(
+        "--same_content", metavar="DIR",
+        help="real recordings of a target singer with a source's content, laid out like the outputs "
+             "(<DIR>/<source>/<source>_<target>.wav), as MCD references (self-conversions use the "
+             "source without this)")
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="experiment config whose preprocess section sets the F0 tracker, hop and analysis rate "
+             "(default: the schema defaults)")
+    parser.add_argument("--sample_rate", type=int, metavar="HZ",
+                        help="analysis sample rate for F0 and MCD (default: the config's)")
+    parser.add_argument("--language", choices=["en"],
+                        help="en: compute CER with Whisper tiny.en (English material only)")
+    parser.add_argument("--cer_sources", action="append", default=[], metavar="GLOB",
+                        help="with --language en, limit CER to sources whose name or path matches "
+                             "one of these globs, e.g. '*EN-*' (repeatable; default: all)")
+    parser.add_argument("--whisper_path", default="pretrained/whisper/tiny.en.pt",
+                        help="openai-whisper checkpoint for CER (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device for Resemblyzer and Whisper "
+                                                        "(default: %(default)s)")
+    parser.add_argument("--output_tsv", metavar="FILE",
+                        help="where the TSV goes (default: CONVERTED_DIR/metrics.tsv)")
+
+
+def _key_shifts(values: list[str]) -> tuple[float | str, dict[str, float | str]]:
+    """(default shift, {target: shift}) from --key_shift values (semitones or "auto"); raises
+    ValueError on a bad one."""
+    default, by_target = 0.0, {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        try:
+            shift = "auto" if number.strip().lower() == "auto" else float(number)
+        except ValueError:
+            raise ValueError(f"--key_shift {value}: expected N, auto, TARGET=N or TARGET=auto") from None
+        if sep:
+            by_target[name] = shift
+        else:
+            default = shift
+    return default, by_target
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from evaluation.layout import LayoutError, SourceIndex, find_conversions, reference_sets
+    from evaluation.report import format_table, write_tsv
+    from evaluation.runner import EvalSettings, Evaluator, mean_row
+    from processors.f0 import F0ExtractorUnavailable, check_f0_extractor
+    from utils.config import ConfigError, load_config, resolve_path
+    from utils.schema import PreprocessConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        preprocess = load_config(args.config).preprocess if args.config else PreprocessConfig()
+        if args.sample_rate:
+            preprocess = dataclasses.replace(preprocess, sample_rate=args.sample_rate)
+        check_f0_extractor(preprocess)
+        shift, shift_by_target = _key_shifts(args.key_shift)
+        conversions = find_conversions(args.converted_dir)
+        sources = SourceIndex()
+        for spec in args.source:
+            sources.add(spec)
+        references = reference_sets(args.target_refs)
+        same_content = ({(c.source_name, c.target): c.path for c in find_conversions(args.same_content)}
+                        if args.same_content else {})
+    except (ConfigError, LayoutError, F0ExtractorUnavailable, ValueError) as e:
+        print(f"eval: {e}", file=sys.stderr)
+        return 2
+    settings = EvalSettings(preprocess=preprocess, key_shift=shift, key_shift_by_target=shift_by_target,
+                            language=args.language, whisper_path=resolve_path(args.whisper_path),
+                            cer_sources=args.cer_sources, device=args.device)
+    evaluator = Evaluator(settings, sources, references, same_content)
+    root = Path(args.converted_dir)
+    rows = []
+    for conv in tqdm(conversions, desc="evaluating", unit="file"):
+        row = evaluator.evaluate(conv)
+        row["output"] = str(conv.path.relative_to(root))
+        rows.append(row)
+    rows.append(mean_row(rows))
+    tsv = Path(args.output_tsv) if args.output_tsv else root / "metrics.tsv"
+    write_tsv(rows, tsv)
+    print(format_table(rows))
+    scored = [r for r in rows[:-1] if r["sim_target"] == r["sim_target"] and r["sim_source"] == r["sim_source"]]
+    if scored:
+        wins = sum(r["sim_target"] > r["sim_source"] for r in scored)
+        print(f"closer to the target singer than to the source: {wins} of {len(scored)} outputs")
+    print(f"wrote {tsv}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""``cantor infer SONG -m EXPERIMENT -s SINGER [-t SEMITONES | --autoshift] [-o OUT.wav]``: convert
+one song to a target singer in one command (the so-vits-svc-fork ``svc infer`` habit).
+
+The experiment folder alone decides everything about the model (teacher or distilled student,
+features, singers); the options below only steer this conversion. Exit status: 0 converted,
+1 the song could not be converted (the error names it), 2 bad options, experiment or singer.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("song", help="the song to convert (wav, flac, mp3 or ogg; any sample rate)")
+    parser.add_argument("-m", "--model", required=True, metavar="EXPERIMENT_DIR",
+                        help="trained experiment folder, e.g. ckpts/svc/student (its newest export "
+                             "or checkpoint is used), or a checkpoint file")
+    parser.add_argument("-s", "--singer", required=True, metavar="TARGET_SINGER",
+                        help="target singer, a key of the experiment's singers.json, e.g. "
+                             "opencpop_female1 (an unknown name lists the known ones)")
+    shift = parser.add_mutually_exclusive_group()
+    shift.add_argument("-t", "--transpose", type=int, default=0, metavar="SEMITONES",
+                       help="shift the pitch by this many semitones, negative lowers (default: 0)")
+    shift.add_argument("-a", "--autoshift", action="store_true",
+                       help="shift the pitch so the song's median matches the target singer's "
+                            "(rounded to whole semitones unless inference.autoshift_round=false)")
+    parser.add_argument("-o", "--output", default=None, metavar="OUT.wav",
+                        help="output file, 16-bit wav at the model's sample rate "
+                             "(default: <song name>_<singer>.wav in the current folder)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="sampler steps: teacher default inference.inference_steps (40), "
+                             "student default inference.student_inference_steps (1)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a conversion setting, e.g. --set vocoder.path=pretrained/bigvgan "
+                             "(inference.*, vocoder.*, preprocess.whisper_path/contentvec_path)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bins.svc.inference import load_converter, setup_logging
+    setup_logging()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from models.svc.comosvc.inference import AUTOSHIFT, UnknownSingerError
+    from utils.audio import save_wav
+    converter = load_converter(args.model, None, args.overrides, args.device, args.steps)
+    if converter is None:
+        return 2
+    song = Path(args.song)
+    out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
+    try:
+        converter.check_target(args.singer)
+    except UnknownSingerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with logging_redirect_tqdm():
+            result = converter.convert_file(song, args.singer,
+                                            AUTOSHIFT if args.autoshift else args.transpose)
+    except Exception as e:  # report any failure on this song with its name, as a user error
+        msg = str(e) if str(song) in str(e) else f"{song}: {type(e).__name__}: {e}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+    save_wav(out, result.wav, result.sample_rate)
+    kind = "student" if converter.student else "teacher"
+    print(f"{song} -> {out} ({args.singer}, key shift {result.key_shift:+g} semitones, {kind}, "
+          f"{converter.steps} steps, {converter.device}): {converter.timings.summary()}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Stage 3: convert songs to a target singer with a trained DiffComoSVC experiment.
+
+    python bins/svc/inference.py --infer_expt_dir EXP --infer_output_dir OUT \\
+        (--infer_source_audio_dir DIR | --infer_source_file test.json) \\
+        --infer_target_speaker SINGER [--infer_key_shift N|autoshift] [--config CFG] [--set K=V ...]
+
+Output: ``OUT/<source name>/<source name>_<SINGER>.wav``; a source's name is its path below DIR
+without the extension, folders joined with "_" (``a/b/take.flac`` -> ``a_b_take``), or its Uid for
+a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named in the log),
+2 bad arguments, config, checkpoint or target singer.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def key_shift(text: str) -> int | str:
+    """argparse type: an integer number of semitones, or "autoshift"."""
+    if text.strip().lower() == "autoshift":
+        return "autoshift"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of semitones or 'autoshift', "
+                                         f"got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None,
+                        help="experiment config (JSON5); only its inference.*, vocoder.* and "
+                             "content weight paths are used, the rest comes from the checkpoint")
+    parser.add_argument("--infer_expt_dir", required=True, metavar="DIR",
+                        help="trained experiment folder (its newest checkpoint, or newest export "
+                             "for a distilled student) or a checkpoint file")
+    parser.add_argument("--infer_output_dir", required=True, metavar="DIR",
+                        help="converted wavs go to DIR/<source name>/<source name>_<singer>.wav")
+    parser.add_argument("--infer_source_audio_dir", default=None, metavar="DIR",
+                        help="convert every wav/flac/mp3/ogg file below DIR")
+    parser.add_argument("--infer_source_file", default=None, metavar="FILE",
+                        help="convert every utterance of a processed test.json (stage 1 output)")
+    parser.add_argument("--infer_target_speaker", required=True, metavar="SINGER",
+                        help="target singer, a key of the experiment's singers.json "
+                             "(<dataset>_<singer>)")
+    parser.add_argument("--infer_key_shift", type=key_shift, default=0, metavar="N|autoshift",
+                        help="semitones to shift the source's pitch (negative lowers), or autoshift: "
+                             "match the target singer's median F0 (default: 0)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a conversion setting, e.g. --set inference.inference_steps=10 "
+                             "(inference.*, vocoder.*, preprocess.whisper_path/contentvec_path)")
+
+
+def audio_dir_sources(folder: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every audio file below ``folder``, sorted; name = relative path without the
+    extension, folders joined with "_".
+
+    Raises: ValueError if the folder is missing, holds no audio, or two files get the same name.
+    """
+    from utils.audio import AUDIO_EXTENSIONS
+    if not folder.is_dir():
+        raise ValueError(f"--infer_source_audio_dir: not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no {'/'.join(e[1:] for e in AUDIO_EXTENSIONS)} file below {folder}")
+    sources: dict[str, Path] = {}
+    for p in files:
+        name = "_".join(p.relative_to(folder).with_suffix("").parts)
+        if name in sources:
+            raise ValueError(f"{sources[name]} and {p} would both be written as {name!r}; rename one")
+        sources[name] = p
+    return list(sources.items())
+
+
+def json_file_sources(path: Path) -> list[tuple[str, Path]]:
+    """(Uid, Path) of every entry of a processed test.json (relative paths: from the current
+    folder, else from the project root).
+
+    Raises: ValueError for a missing or malformed file.
+    """
+    from utils.config import resolve_path
+    from utils.io import load_json
+    try:
+        entries = load_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--infer_source_file {path}: {e}") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "Uid" in e and "Path" in e
+                                                for e in entries):
+        raise ValueError(f"{path}: expected a list of utterances with Uid and Path (a stage 1 "
+                         f"test.json)")
+    return [(e["Uid"], p if (p := Path(e["Path"])).is_absolute() or p.exists()
+             else resolve_path(p)) for e in entries]
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def load_converter(expt: str, config: str | None, overrides: list[str], device: str | None,
+                   steps: int | None = None):
+    """:class:`SVCConverter` of ``expt``; prints the error and returns None when it cannot load."""
+    from models.base.checkpoint import CheckpointError
+    from models.svc.comosvc.inference import SVCConverter
+    from processors.content import MissingWeightsError
+    from utils.config import ConfigError, load_config
+    try:
+        user = load_config(config, overrides) if config else None
+        return SVCConverter.from_experiment(expt, device, user, overrides, steps)
+    except (ConfigError, CheckpointError, MissingWeightsError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from models.svc.comosvc.inference import UnknownSingerError, convert_sources
+    if not (args.infer_source_audio_dir or args.infer_source_file):
+        print("error: give --infer_source_audio_dir or --infer_source_file", file=sys.stderr)
+        return 2
+    try:
+        sources = []
+        if args.infer_source_audio_dir:
+            sources += audio_dir_sources(Path(args.infer_source_audio_dir))
+        if args.infer_source_file:
+            sources += json_file_sources(Path(args.infer_source_file))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    converter = load_converter(args.infer_expt_dir, args.config, args.overrides, args.device)
+    if converter is None:
+        return 2
+    try:
+        with logging_redirect_tqdm():
+            failed = convert_sources(converter, sources, args.infer_target_speaker,
+                                     args.infer_key_shift, args.infer_output_dir)
+    except UnknownSingerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path, msg in failed:
+        print(f"failed: {msg}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Stage 2: train the DiffComoSVC teacher, or distil it (``model.comosvc.distill``).
+
+    accelerate launch bins/svc/train.py --config CFG --exp_name NAME [--resume]
+        [--resume_from_ckpt_path PATH] [--resume_type resume|finetune] [--set KEY=VALUE ...]
+    cantor train --config CFG --exp_name NAME ...      (same options, one process)
+
+Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation) and tensorboard/.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment config (JSON5)")
+    parser.add_argument("--exp_name", required=True, help="experiment folder under log_dir")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in log_dir/EXP_NAME/checkpoint")
+    parser.add_argument("--resume_from_ckpt_path", default=None, metavar="PATH",
+                        help="continue (or fine-tune) from this checkpoint file or experiment folder")
+    parser.add_argument("--resume_type", choices=("resume", "finetune"), default="resume",
+                        help="resume: full training state; finetune: model weights only, from step 0")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.batch_size=8 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from models.base.checkpoint import CheckpointError
+    from models.base.dataset import DataError
+    from models.svc.comosvc.trainer import ComoSVCTrainer
+    from utils.config import ConfigError, load_config
+    try:
+        cfg = load_config(args.config, args.overrides)
+        trainer = ComoSVCTrainer(cfg, args.exp_name, resume=args.resume,
+                                 resume_from=args.resume_from_ckpt_path, resume_type=args.resume_type)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    trainer.train()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""The task-independent stage 2 training loop (accelerate): data, optimisation, validation, logging,
+checkpoints and resuming. A task subclass supplies the model (:meth:`BaseTrainer.build_model`).
+
+The model interface the loop uses (``models.svc.comosvc.model.ComoSVC`` and its distiller):
+``loss(batch) -> dict`` ("loss" to back-propagate plus components, all logged),
+``trainable_parameters()``, ``after_optimizer_step()`` (called after each optimizer step that really
+happened, never in validation), ``sample(batch, generator=...) -> dict(mel, mu)`` (normalised mels)
+and ``export_state_dict()`` (what conversion loads, see models/base/checkpoint.py).
+
+One training step = ``train.gradient_accumulation_steps`` micro-batches (accelerate's
+``accumulate``: gradients synchronised across processes on the last one only), gradient clipping at
+``train.grad_clip`` (the norm before clipping is logged), AdamW, one scheduler step. ``train.max_steps``
+and ``train.max_epochs`` bound the run. Data order, crops and the torch/numpy/python generators are
+seeded and saved, so on CPU a resumed run gives the same next losses as an uninterrupted one (with
+several processes only the main process' generator states are saved).
+
+Output under ``EXP = log_dir/<exp_name>``: ``args.json`` (merged config), ``checkpoint/``, ``export/``
+(students), ``tensorboard/`` (``train/*`` every log_every_steps: each loss, lr, grad_norm;
+``valid/*`` every valid_every_steps: mean losses over the test split, mel images (target, mu and
+sampled, stacked top to bottom) and audio of target and sampled mels when a vocoder loads).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, CheckpointError,
+                                    latest_checkpoint, load_checkpoint, resolve_checkpoint,
+                                    rng_state, save_checkpoint, set_rng_state)
+from models.base.dataset import (LengthGroupedBatchSampler, SVCDataset, collate, denormalize_mel,
+                                 load_singers, load_statistics)
+from models.base.scheduler import build_scheduler
+from utils.config import ConfigError, config_to_dict, resolve_path
+from utils.io import save_json
+from utils.schema import CantorConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_train_config(cfg: CantorConfig) -> None:
+    """Reject training settings the loop cannot honour.
+
+    Raises:
+        ConfigError: naming the key and the value, e.g. ``train.batch_size must be >= 1, got 0``.
+    """
+    t = cfg.train
+    at_least = {"batch_size": 1, "gradient_accumulation_steps": 1, "max_steps": 1, "max_frames": 1,
+                "log_every_steps": 1, "valid_every_steps": 1, "save_every_steps": 1,
+                "keep_last": 0, "valid_samples": 0, "dataloader_workers": 0}
+    for key, low in at_least.items():
+        if getattr(t, key) < low:
+            raise ConfigError(f"train.{key} must be >= {low}, got {getattr(t, key)}")
+    if t.max_epochs == 0 or t.max_epochs < -1:
+        raise ConfigError(f"train.max_epochs must be -1 (no limit) or >= 1, got {t.max_epochs}")
+    if not t.learning_rate > 0:
+        raise ConfigError(f"train.learning_rate must be > 0, got {t.learning_rate}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
+    if t.scheduler.warmup_steps < 0:
+        raise ConfigError(f"train.scheduler.warmup_steps must be >= 0, got {t.scheduler.warmup_steps}")
+    if t.scheduler.type == "exponential" and not 0 < t.scheduler.gamma <= 1:
+        raise ConfigError(f"train.scheduler.gamma must be in (0, 1], got {t.scheduler.gamma}")
+    if t.scheduler.type == "cosine" and not 0 <= t.scheduler.min_lr <= t.learning_rate:
+        raise ConfigError(f"train.scheduler.min_lr must be in [0, train.learning_rate], "
+                          f"got {t.scheduler.min_lr}")
+    if not cfg.dataset:
+        raise ConfigError("dataset is empty: name the datasets to train on")
+
+
+class _LossForward(nn.Module):
+    """Makes ``model.loss`` the forward pass, so that accelerate's DDP wrapper (gradient
+    synchronisation) and autocast (mixed precision) apply to it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model.loss(batch)
+
+
+class BaseTrainer:
+    """Stage 2 training of one experiment.
+
+    Args:
+        cfg: the merged, validated config.
+        exp_name: experiment folder name under ``cfg.log_dir``.
+        resume: continue from the newest checkpoint of this experiment.
+        resume_from: continue from this checkpoint file or experiment folder instead.
+        resume_type: "resume" (model, optimizer, scheduler, step, data position, RNG) or
+            "finetune" (model weights only; a fresh run from step 0).
+    Raises:
+        ConfigError: a bad training setting (:func:`check_train_config`).
+        models.base.dataset.DataError: unusable stage 1 output.
+        CheckpointError: nothing to resume from, or a checkpoint of the wrong kind.
+    """
+
+    #: True when the model trained is a consistency-distilled student (set by subclasses).
+    student = False
+
+    def __init__(self, cfg: CantorConfig, exp_name: str, resume: bool = False,
+                 resume_from: str | Path | None = None, resume_type: str = "resume"):
+        check_train_config(cfg)
+        if resume_type not in ("resume", "finetune"):
+            raise ConfigError(f"resume_type must be resume or finetune, got {resume_type!r}")
+        self.cfg = cfg
+        self.exp_dir = resolve_path(cfg.log_dir) / exp_name
+        self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision,
+                               gradient_accumulation_steps=cfg.train.gradient_accumulation_steps)
+        self.main = self.acc.is_main_process
+        set_seed(cfg.train.seed, device_specific=True)
+
+        source = self._resume_source(resume, resume_from, resume_type)
+        self.singers = load_singers(cfg)
+        self.statistics = load_statistics(cfg)
+        self._build_data()
+
+        self.model = self.build_model()
+        state = None
+        if source is not None:
+            state = load_checkpoint(source)
+            if resume_type == "finetune":
+                self.load_finetune_weights(state, source)
+                log.info("fine-tuning from the weights of %s", source)
+                state = None
+            else:
+                self._load_model_state(state, source)
+        self.model.to(self.acc.device)
+        params = list(self.model.trainable_parameters())
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, betas=tuple(t.betas),
+                                           weight_decay=t.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, t)
+        self.step, self.epoch, self.batches_done = 0, 0, 0
+        self._rng = None
+        if state is not None:
+            self._load_training_state(state, source)
+        self.loss_module, self.optimizer = self.acc.prepare(_LossForward(self.model), self.optimizer)
+        self.params = params
+        n_all = sum(p.numel() for p in self.model.parameters())
+        log.info("%s: %.2f M parameters, %.2f M trained", type(self.model).__name__, n_all / 1e6,
+                 sum(p.numel() for p in params) / 1e6)
+        self.writer = None
+        self._vocoder = None
+
+    # --- task hooks -------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        """The model to train (interface: module doc), on CPU, before any checkpoint is loaded."""
+        raise NotImplementedError
+
+    def load_finetune_weights(self, state: dict, path: Path) -> None:
+        """Load the conversion weights ``state["model"]`` for ``--resume_type finetune``.
+
+        Raises:
+            CheckpointError: the weights do not fit the model built from the config.
+        """
+        self._load_state_dict(self.model, state["model"], path)
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def _resume_source(self, resume: bool, resume_from, resume_type: str) -> Path | None:
+        if resume_from:
+            return resolve_checkpoint(resume_from, "checkpoint to resume from")
+        if resume:
+            found = latest_checkpoint(self.exp_dir)
+            if found is None:
+                raise CheckpointError(f"--resume: no checkpoint in {self.exp_dir / CHECKPOINT_DIR}")
+            return found
+        if resume_type == "finetune":
+            raise CheckpointError("--resume_type finetune needs --resume_from_ckpt_path (the "
+                                  "pretrained checkpoint file or experiment folder)")
+        return None
+
+    def _build_data(self) -> None:
+        cfg, acc = self.cfg, self.acc
+        self.train_set = SVCDataset(cfg, "train", True, self.singers, self.statistics)
+        if len(self.train_set) == 0:
+            raise ConfigError(f"no training utterances in {resolve_path(cfg.processed_dir)} for "
+                              f"datasets {cfg.dataset}")
+        self.sampler = LengthGroupedBatchSampler(self.train_set.lengths, cfg.train.batch_size,
+                                                 cfg.train.seed, True, acc.num_processes,
+                                                 acc.process_index)
+        workers = cfg.train.dataloader_workers
+        self.train_loader = DataLoader(
+            self.train_set, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
+            pin_memory=acc.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.train.seed))
+        self.valid_set = SVCDataset(cfg, "test", False, self.singers, self.statistics)
+        self.valid_loader = None
+        if len(self.valid_set) == 0:
+            log.info("the test split is empty: validation is skipped")
+            return
+        self.valid_loader = DataLoader(
+            self.valid_set, collate_fn=collate, num_workers=workers,
+            batch_sampler=LengthGroupedBatchSampler(self.valid_set.lengths, cfg.train.batch_size,
+                                                    cfg.train.seed, shuffle=False),
+            generator=torch.Generator().manual_seed(cfg.train.seed))
+
+    @staticmethod
+    def _load_state_dict(module: nn.Module, state: dict, path: Path) -> None:
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: the weights do not fit the model built from this config "
+                                  f"(the model.* settings must match the checkpoint's): {e}") from None
+
+    def _load_model_state(self, state: dict, path: Path) -> None:
+        if "training" not in state:
+            raise CheckpointError(f"{path} is an export (conversion weights only); resume from a "
+                                  f"{CHECKPOINT_DIR}/step-*.pt file, or use --resume_type finetune")
+        if state["student"] != self.student:
+            kind = "a distilled student" if state["student"] else "a teacher"
+            raise CheckpointError(f"{path} holds {kind}, but model.comosvc.distill is "
+                                  f"{str(self.student).lower()}")
+        if state["singers"] != self.singers:
+            log.warning("the singer table of %s differs from %s/singers.json; ids may now name "
+                        "other singers", path, self.cfg.processed_dir)
+        self._load_state_dict(self.model, state["training"]["model"], path)
+
+    def _load_training_state(self, state: dict, path: Path) -> None:
+        tr = state["training"]
+        self.optimizer.load_state_dict(tr["optimizer"])
+        self.scheduler.load_state_dict(tr["scheduler"])
+        if tr.get("scaler") is not None and self.acc.scaler is not None:
+            self.acc.scaler.load_state_dict(tr["scaler"])
+        self.step, self.epoch, self.batches_done = state["step"], state["epoch"], tr["batches_done"]
+        self._rng = tr["rng"]
+        log.info("resuming from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def _conversion_payload(self) -> dict:
+        return {"format": FORMAT, "student": self.student, "model": self.model.export_state_dict(),
+                "config": config_to_dict(self.cfg), "singers": self.singers,
+                "statistics": self.statistics, "step": self.step, "epoch": self.epoch}
+
+    def save(self) -> None:
+        """Write ``checkpoint/step-<step>.pt`` (and ``export/`` for a student) on the main process."""
+        self.acc.wait_for_everyone()
+        if self.main:
+            payload = self._conversion_payload()
+            training = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "batches_done": self.batches_done,
+                        "rng": rng_state()}
+            if self.acc.scaler is not None:
+                training["scaler"] = self.acc.scaler.state_dict()
+            keep = self.cfg.train.keep_last
+            path = save_checkpoint(self.exp_dir / CHECKPOINT_DIR, self.step,
+                                   {**payload, "training": training}, keep)
+            if self.student:
+                save_checkpoint(self.exp_dir / EXPORT_DIR, self.step, payload, keep)
+            log.info("saved %s", path)
+        self.acc.wait_for_everyone()
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train until ``train.max_steps`` optimizer steps or ``train.max_epochs`` epochs, then save."""
+        cfg, acc, t = self.cfg, self.acc, self.cfg.train
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+            save_json(self.exp_dir / "args.json", config_to_dict(cfg))
+            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"),
+                                        purge_step=self.step + 1 if self.step else None)
+        if self._rng is not None:
+            set_rng_state(self._rng)
+            self._rng = None
+        self.model.train()
+        saved_at = self.step
+        sums: dict[str, float] = defaultdict(float)
+        micro = 0
+        bar = tqdm(total=t.max_steps, initial=self.step, desc=self.exp_dir.name, unit="step",
+                   disable=not self.main, dynamic_ncols=True)
+        clip = t.grad_clip if t.grad_clip > 0 else math.inf
+        done = self.step >= t.max_steps
+        while not done and (t.max_epochs < 0 or self.epoch < t.max_epochs):
+            self.sampler.set_epoch(self.epoch, self.batches_done)
+            self.train_set.set_epoch(self.epoch)
+            for batch in self.train_loader:
+                batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+                self.batches_done += 1
+                with acc.accumulate(self.loss_module):
+                    losses = self.loss_module(batch)
+                    acc.backward(losses["loss"])
+                    grad_norm = acc.clip_grad_norm_(self.params, clip) if acc.sync_gradients else None
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for k, v in losses.items():
+                    sums[k] += float(v.detach())
+                micro += 1
+                if not acc.sync_gradients:
+                    continue
+                if not acc.optimizer_step_was_skipped:
+                    self.scheduler.step()
+                    self.model.after_optimizer_step()
+                self.step += 1
+                bar.update(1)
+                if self.step % t.log_every_steps == 0:
+                    means = {k: v / micro for k, v in sums.items()}
+                    self._log_train(means, grad_norm)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                sums.clear()
+                micro = 0
+                if self.step % t.valid_every_steps == 0:
+                    self.validate()
+                if self.step % t.save_every_steps == 0:
+                    self.save()
+                    saved_at = self.step
+                if self.step >= t.max_steps:
+                    done = True
+                    break
+            else:
+                self.epoch += 1
+                self.batches_done = 0
+        bar.close()
+        if saved_at != self.step:
+            self.save()
+        if self.writer is not None:
+            self.writer.close()
+
+    def _log_train(self, means: dict[str, float], grad_norm) -> None:
+        values = torch.tensor(list(means.values()) + [float(grad_norm)], device=self.acc.device)
+        values = self.acc.reduce(values, reduction="mean")
+        if self.writer is None:
+            return
+        for name, v in zip(list(means) + ["grad_norm"], values.tolist()):
+            self.writer.add_scalar(f"train/{name}", v, self.step)
+        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+
+    # --- validation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> None:
+        """Mean losses over the test split, and sampled mels (images, audio) of its first
+        ``train.valid_samples`` utterances, on the main process with fixed noise; the training
+        generators are left untouched and the model is not updated."""
+        if self.main and self.valid_loader is not None:
+            device = self.acc.device
+            self.model.eval()
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(self.cfg.train.seed)
+                sums: dict[str, float] = defaultdict(float)
+                for batch in self.valid_loader:
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    n = batch["mask"].shape[0]
+                    for k, v in self.model.loss(batch).items():
+                        sums[k] += float(v) * n
+                for k, v in sums.items():
+                    self.writer.add_scalar(f"valid/{k}", v / len(self.valid_set), self.step)
+                self._log_samples()
+            self.model.train()
+        self.acc.wait_for_everyone()
+
+    def _log_samples(self) -> None:
+        n = min(self.cfg.train.valid_samples, len(self.valid_set))
+        if n == 0:
+            return
+        device = self.acc.device
+        batch = {k: v.to(device) for k, v in collate([self.valid_set[i] for i in range(n)]).items()}
+        generator = torch.Generator(device=device).manual_seed(self.cfg.train.seed)
+        out = self.model.sample(batch, generator=generator)
+        from models.base.plot import mel_image
+        vocoder = self._load_vocoder()
+        for i in range(n):
+            t = int(batch["mask"][i].sum())
+            mels = {"target": batch["mel"][i, :, :t], "mu": out["mu"][i, :, :t],
+                    "sampled": out["mel"][i, :, :t]}
+            self.writer.add_image(f"valid/mel_{i}/target_mu_sampled", mel_image(
+                [v.float().cpu().numpy() for v in mels.values()]), self.step)
+            if vocoder is None:
+                continue
+            stats = self.statistics[self.valid_set.entries[i]["Dataset"]]
+            lo = torch.tensor(stats["mel_min"], device=device)
+            hi = torch.tensor(stats["mel_max"], device=device)
+            for name in ("target", "sampled"):
+                wav = vocoder(denormalize_mel(mels[name].float(), lo, hi)[None])[0]
+                self.writer.add_audio(f"valid/{name}_{i}", wav.clamp(-1, 1).cpu()[None],
+                                      self.step, sample_rate=vocoder.sample_rate)
+
+    def _load_vocoder(self):
+        """``models.vocoders.load_vocoder(cfg, device)`` once; None (logged once) when that is not
+        available or fails, e.g. a missing vocoder checkpoint."""
+        if self._vocoder is None:
+            self._vocoder = False
+            try:
+                load = getattr(importlib.import_module("models.vocoders"), "load_vocoder")
+                self._vocoder = load(self.cfg, self.acc.device)
+            except Exception as e:  # any failure only costs the audio samples
+                log.info("validation audio skipped: no usable vocoder (%s: %s)", type(e).__name__, e)
+        return None if self._vocoder is False else self._vocoder

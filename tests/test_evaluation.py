@@ -1,0 +1,242 @@
+"""Evaluation metrics (evaluation/) and the `cantor eval` command on real singing from the demo data."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.cer import WhisperTranscriber, character_error_rate, edit_distance
+from evaluation.f0_metrics import estimate_key_shift, f0_scores, shift_f0
+from evaluation.layout import (LayoutError, SourceIndex, find_conversions, match_singer,
+                               reference_sets)
+from evaluation.mcd import all_pass_alpha, mel_cepstral_distortion
+from utils.audio import load_audio, save_wav
+
+CLIP_SECONDS = 4
+
+
+def _clip(demo_data: Path, rel: str, sr: int, seconds: float = CLIP_SECONDS) -> np.ndarray:
+    return load_audio(demo_data / rel, sr)[: int(seconds * sr)]
+
+
+# -- F0 ---------------------------------------------------------------------------------------------
+def test_f0_scores_octave_error_and_voicing_hand_computed():
+    source = np.array([0, 50, 100, 150, 0, 100], dtype=np.float32)
+    output = np.array([0, 200, 400, 600, 100, 0], dtype=np.float32)
+    # +12 semitones: reference [0, 100, 200, 300, 0, 200]; output is one octave above it on the
+    # three frames voiced in both, and frames 4 and 5 disagree on voicing.
+    s = f0_scores(shift_f0(source, 12), output)
+    assert s.n_voiced_both == 3 and s.n_frames == 6
+    assert s.fpc == pytest.approx(1.0)
+    assert s.rmse_cents == pytest.approx(1200.0)
+    assert s.vuv_error == pytest.approx(2 / 6)
+    # +24 semitones matches the output exactly where both are voiced.
+    assert f0_scores(shift_f0(source, 24), output).rmse_cents == pytest.approx(0.0, abs=1e-9)
+
+
+def test_f0_scores_pearson_and_rmse_hand_computed():
+    # deviations from the mean 250: ref (-150, -50, 50, 150), out (-150, 50, -50, 150):
+    # covariance 40000 / variance 50000 = 0.8
+    s = f0_scores(np.array([100, 200, 300, 400.0]), np.array([100, 300, 200, 400.0]))
+    assert s.fpc == pytest.approx(0.8)
+    cents = 1200 * np.log2(np.array([1, 1.5, 2 / 3, 1]))
+    assert s.rmse_cents == pytest.approx(math.sqrt(np.mean(cents ** 2)))
+    assert s.vuv_error == 0.0
+    reversed_ = f0_scores(np.array([100, 200, 300.0]), np.array([300, 200, 100.0]))
+    assert reversed_.fpc == pytest.approx(-1.0)
+    assert reversed_.rmse_cents == pytest.approx(1200 * math.log2(3) * math.sqrt(2 / 3))
+
+
+def test_f0_scores_edge_cases():
+    # different lengths: the common start is compared
+    s = f0_scores(np.array([100.0, 0, 0, 200]), np.array([100.0, 0, 0]))
+    assert s.n_frames == 3 and s.vuv_error == 0.0
+    # fewer than two frames voiced in both: FPC and RMSE undefined
+    assert math.isnan(s.fpc) and math.isnan(s.rmse_cents)
+    with pytest.raises(ValueError, match="negative"):
+        f0_scores(np.array([100.0, -1.0]), np.array([100.0, 100.0]))
+    assert np.array_equal(shift_f0(np.array([0.0, 440.0]), -12), [0.0, 220.0])
+
+
+def test_estimate_key_shift_and_key_shift_arguments():
+    source = np.array([0, 100, 200, 300, 400, 0.0])
+    # intervals -2.3, -1.9, -2.1 semitones on the frames voiced in both (frame 4 unvoiced in output)
+    output = source * 2.0 ** (np.array([0, -2.3, -1.9, -2.1, 0, 0]) / 12)
+    output[4] = 0
+    assert estimate_key_shift(source, output) == -2.0
+    assert estimate_key_shift(source, np.zeros(6)) == 0.0
+    from bins.calc_metrics import _key_shifts
+    assert _key_shifts(["-2", "opencpop_female1=auto", "x_y=3.5"]) == (
+        -2.0, {"opencpop_female1": "auto", "x_y": 3.5})
+    with pytest.raises(ValueError, match="--key_shift up"):
+        _key_shifts(["up"])
+
+
+# -- MCD --------------------------------------------------------------------------------------------
+def test_all_pass_alpha_matches_sptk_customary_values():
+    assert all_pass_alpha(16000) == pytest.approx(0.41, abs=0.002)
+    assert all_pass_alpha(22050) == pytest.approx(0.455, abs=0.002)
+    assert all_pass_alpha(48000) == pytest.approx(0.554, abs=0.002)
+
+
+def test_mcd_zero_for_identical_and_grows_with_distortion(demo_data):
+    sr = 16000
+    wav = _clip(demo_data, "ZH-Alto-1/zh01/control.flac", sr, 3)
+    assert mel_cepstral_distortion(wav, wav, sr) == 0.0
+    # a gain change only moves c0, which MCD leaves out
+    assert mel_cepstral_distortion(wav, 0.5 * wav, sr) < 0.2
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(wav.size).astype(np.float32)
+    values = [mel_cepstral_distortion(wav, wav + level * noise, sr) for level in (0.002, 0.02, 0.1)]
+    assert 0 < values[0] < values[1] < values[2]
+
+
+# -- speaker similarity -----------------------------------------------------------------------------
+def test_speaker_similarity_same_singer_beats_other_singer(demo_data):
+    from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, mean_embedding
+    encoder = SpeakerEncoder("cpu")
+    embed = lambda rel: encoder.embed(_clip(demo_data, rel, EMBEDDING_RATE))  # noqa: E731
+    tenor = mean_embedding([embed("DE-Tenor-1/ge/control.flac"), embed("DE-Tenor-1/ge05/control.flac")])
+    alto = mean_embedding([embed("ZH-Alto-1/zh01/control.flac"), embed("ZH-Alto-1/zh02/control.flac")])
+    for rel, own, other in (("DE-Tenor-1/ge04/control.flac", tenor, alto),
+                            ("ZH-Alto-1/zh03/control.flac", alto, tenor)):
+        e = embed(rel)
+        assert np.linalg.norm(e) == pytest.approx(1.0, abs=1e-4)
+        assert cosine_similarity(e, own) > cosine_similarity(e, other) + 0.1, rel
+    with pytest.raises(ValueError, match="voiced audio"):
+        encoder.embed(np.zeros(EMBEDDING_RATE * 2, dtype=np.float32))
+
+
+# -- CER --------------------------------------------------------------------------------------------
+def test_edit_distance_and_cer_on_strings():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3
+    assert edit_distance("flaw", "lawn") == 2
+    # normalised: "hello world" (11 characters) vs "hello word": one deletion
+    assert character_error_rate("Hello, World!", "hello word") == pytest.approx(1 / 11)
+    assert character_error_rate("abcd", "abXd", normalize=False) == pytest.approx(0.25)
+    assert character_error_rate("", "") == 0.0
+    assert math.isnan(character_error_rate("", "something"))
+
+
+def test_whisper_transcriber_missing_file_names_it(tmp_path):
+    missing = tmp_path / "tiny.en.pt"
+    with pytest.raises(FileNotFoundError, match="tiny.en.pt.*--whisper_path"):
+        WhisperTranscriber(missing)
+
+
+def _tiny_whisper(path: Path) -> None:
+    """A random tiny English-only Whisper in openai-whisper's .pt format whose decoder always
+    prefers the token " la" (final layer norm outputs a constant; only that token's embedding is
+    non-zero), so transcripts are "la la la" whatever the audio."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+    from whisper.tokenizer import get_tokenizer
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=1,
+                           n_audio_layer=1, n_vocab=51864, n_text_ctx=8, n_text_state=32,
+                           n_text_head=1, n_text_layer=1)
+    model = Whisper(dims)
+    (token,) = get_tokenizer(multilingual=False).encode(" la")
+    with torch.no_grad():
+        direction = torch.ones(32)
+        model.decoder.ln.weight.zero_()
+        model.decoder.ln.bias.copy_(direction)
+        model.decoder.token_embedding.weight.zero_()
+        model.decoder.token_embedding.weight[token] = direction
+    torch.save({"dims": vars(dims), "model_state_dict": model.state_dict()}, path)
+
+
+# -- layout -----------------------------------------------------------------------------------------
+def test_layout_names_sources_and_references(tmp_path):
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(1600) / 16000).astype(np.float32)
+    for rel in ("data/A/s1/control.wav", "data/A/s2/control.wav", "data/B/s3/take.wav",
+                "out/A_s1_control/A_s1_control_vctk_p225_x.wav", "out/A_s1_control/stray.wav"):
+        save_wav(tmp_path / rel, tone, 16000)
+    convs = find_conversions(tmp_path / "out")
+    assert [(c.source_name, c.target) for c in convs] == [("A_s1_control", "vctk_p225_x")]
+    index = SourceIndex()
+    index.add(tmp_path / "data")
+    src = index.lookup("A_s1_control")
+    assert src.path == tmp_path / "data/A/s1/control.wav" and src.singer == "A"
+    assert index.lookup("s3_take").path == index.lookup("take").path == tmp_path / "data/B/s3/take.wav"
+    with pytest.raises(LayoutError, match="ambiguous"):
+        index.lookup("control")
+    with pytest.raises(LayoutError, match="no source"):
+        index.lookup("nothing")
+    meta = tmp_path / "test.json"
+    meta.write_text(json.dumps([{"Dataset": "demo", "Singer": "B", "Song": "s3", "Uid": "u1",
+                                 "Path": str(tmp_path / "data/B/s3/take.wav"), "Duration": 0.1}]))
+    index.add(meta)
+    assert index.lookup("u1").singer == "demo_B"
+    refs = reference_sets([str(tmp_path / "data"), f"C={tmp_path / 'data/B/s3/take.wav'}", str(meta)])
+    assert sorted(refs) == ["A", "B", "C", "demo_B"] and len(refs["A"]) == 2
+    assert match_singer("demo_B", refs) == "demo_B"
+    assert match_singer("opencpop_A", refs) == "A"
+    assert match_singer("Z", refs) is None
+
+
+# -- end to end -------------------------------------------------------------------------------------
+def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
+    """`cantor eval` on a tiny tree: a self-conversion (copy of the source), a -2 semitone pitch
+    shift of the source scored with the key shift estimated and with none, and a "conversion" that
+    is a copy of a tenor's source labelled as the alto."""
+    import librosa
+
+    from cantor.cli import main
+
+    sr = 22050
+    data, out = tmp_path / "data", tmp_path / "out"
+    clips = {}
+    for rel in ("ZH-Alto-1/zh01/control", "ZH-Alto-1/zh02/control", "ZH-Alto-1/zh03/control",
+                "DE-Tenor-1/ge/control", "DE-Tenor-1/ge04/control"):
+        clips[rel] = _clip(demo_data, rel + ".flac", sr)
+        save_wav(data / (rel + ".wav"), clips[rel], sr)
+    alto, tenor = "ZH-Alto-1_zh03_control", "DE-Tenor-1_ge04_control"
+    shifted = librosa.effects.pitch_shift(clips["ZH-Alto-1/zh03/control"], sr=sr, n_steps=-2)
+    save_wav(out / alto / f"{alto}_demo_ZH-Alto-1.wav", clips["ZH-Alto-1/zh03/control"], sr)
+    save_wav(out / alto / f"{alto}_demo_DE-Tenor-1.wav", shifted, sr)
+    save_wav(out / alto / f"{alto}_demo_IT-Soprano-1.wav", shifted, sr)
+    save_wav(out / tenor / f"{tenor}_demo_ZH-Alto-1.wav", clips["DE-Tenor-1/ge04/control"], sr)
+    whisper_path = tmp_path / "tiny.pt"
+    _tiny_whisper(whisper_path)
+    tsv = tmp_path / "metrics.tsv"
+    assert main(["eval", str(out), "--source", str(data), "--target_refs", str(data),
+                 "--key_shift", "0", "--key_shift", "demo_DE-Tenor-1=auto", "--sample_rate", "16000",
+                 "--language", "en", "--cer_sources", "*DE-*", "--whisper_path", str(whisper_path),
+                 "--output_tsv", str(tsv)]) == 0
+    with open(tsv, newline="") as f:
+        rows = {(r["source"], r["target"]): r for r in csv.DictReader(f, delimiter="\t")}
+    val = lambda r, k: float(r[k]) if r[k] else math.nan  # noqa: E731
+    assert len(rows) == 5 and ("MEAN", "") in rows
+
+    self_conv = rows[(alto, "demo_ZH-Alto-1")]
+    assert val(self_conv, "fpc") > 0.99 and val(self_conv, "f0_rmse_cents") < 10
+    assert val(self_conv, "mcd_db") < 1.0  # the source itself is the same-content reference
+    assert val(self_conv, "sim_source") > 0.99
+    # references exclude the source itself: zh01 and zh02 only
+    assert 0.8 < val(self_conv, "sim_target") < 0.99
+
+    down = rows[(alto, "demo_DE-Tenor-1")]
+    assert float(down["key_shift"]) == -2 and "key shift estimated" in down["notes"]
+    assert val(down, "fpc") > 0.9 and val(down, "f0_rmse_cents") < 60
+    assert math.isnan(val(down, "mcd_db")) and "no same-content reference" in down["notes"]
+    assert val(down, "sim_source") > val(down, "sim_target")  # still sounds like the alto
+    unshifted = rows[(alto, "demo_IT-Soprano-1")]  # same audio, scored against the unshifted source
+    assert 170 < val(unshifted, "f0_rmse_cents") < 230
+    assert math.isnan(val(unshifted, "sim_target")) and "no reference recordings" in unshifted["notes"]
+
+    failed = rows[(tenor, "demo_ZH-Alto-1")]
+    assert val(failed, "sim_source") > val(failed, "sim_target") + 0.1
+    assert val(failed, "cer") == 0.0  # identical audio, identical transcripts ("la la la")
+    assert all(math.isnan(val(r, "cer")) for k, r in rows.items() if k[0] == alto)
+
+    mean = rows[("MEAN", "")]
+    fpcs = [val(r, "fpc") for k, r in rows.items() if k[0] != "MEAN"]
+    assert val(mean, "fpc") == pytest.approx(np.mean(fpcs), abs=1e-4)
+    printed = capsys.readouterr().out
+    assert "MEAN" in printed and "closer to the target singer than to the source: 0 of 3" in printed
