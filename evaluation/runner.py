@@ -21,6 +21,8 @@ from evaluation.f0_metrics import estimate_key_shift, f0_scores, shift_f0
 from evaluation.layout import Conversion, LayoutError, SourceIndex, match_singer
 from evaluation.mcd import mel_cepstral_distortion
 from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, mean_embedding
+from processors.f0 import F0Error, extract_f0
+from processors.mel import n_mel_frames
 from utils.audio import AudioError, load_audio
 from utils.schema import PreprocessConfig
 
@@ -39,7 +41,8 @@ class EvalSettings:
     """How to score. ``preprocess``: F0 tracker, hop and analysis rate (an experiment's
     ``cfg.preprocess``); ``key_shift``: semitones applied at conversion, or "auto" to estimate them
     per output (:func:`~evaluation.f0_metrics.estimate_key_shift`, for autoshift runs), with
-    per-target values in ``key_shift_by_target``; ``language``: "en" enables CER; ``cer_sources``:
+    per-target values in ``key_shift_by_target`` (names matched as by
+    :func:`~evaluation.layout.match_singer`); ``language``: "en" enables CER; ``cer_sources``:
     globs on the source name or path that CER is limited to (empty: every source)."""
 
     preprocess: PreprocessConfig
@@ -75,12 +78,14 @@ class Evaluator:
         self._transcripts: dict[Path, str] = {}
         self._encoder: SpeakerEncoder | None = None
         self._transcriber: WhisperTranscriber | None = None
-        self._cer_unavailable: str | None = None
+        self._whisper_missing = False
 
     # -- one output -------------------------------------------------------------------------------
     def evaluate(self, conv: Conversion) -> dict:
         """One row for ``conv``: COLUMNS -> value (floats, NaN where not computed)."""
-        shift = self.settings.key_shift_by_target.get(conv.target, self.settings.key_shift)
+        by_target = self.settings.key_shift_by_target
+        named = match_singer(conv.target, by_target)
+        shift = self.settings.key_shift if named is None else by_target[named]
         row = {c: math.nan for c in METRICS}
         row.update(output=str(conv.path), source=conv.source_name, target=conv.target,
                    key_shift=math.nan if shift == "auto" else shift)
@@ -102,9 +107,6 @@ class Evaluator:
 
     def _f0_metrics(self, row: dict, notes: list, output: np.ndarray, source_path: Path,
                     shift: float | str) -> None:
-        from processors.f0 import F0Error, extract_f0
-        from processors.mel import n_mel_frames
-
         pcfg = self.settings.preprocess
         try:
             if source_path not in self._f0:
@@ -179,11 +181,11 @@ class Evaluator:
                                             fnmatch.fnmatch(str(source_path), g)
                                             for g in settings.cer_sources):
             return
-        if self._transcriber is None and self._cer_unavailable is None:
+        if self._transcriber is None and not self._whisper_missing:
             try:
                 self._transcriber = WhisperTranscriber(settings.whisper_path, settings.device)
             except FileNotFoundError as e:
-                self._cer_unavailable = str(e)
+                self._whisper_missing = True
                 log.warning("CER skipped: %s", e)
         if self._transcriber is None:
             notes.append("cer: no Whisper checkpoint")

@@ -76,7 +76,7 @@ def random_batch(cfg: CantorConfig, lengths: list[int], seed: int = 0) -> dict[s
 
 
 @functools.lru_cache(maxsize=4)
-def real_clip(demo_data: Path, seconds: float = 1.5,
+def real_clip(demo_data: Path, seconds: float = 0.75,
               offset: float = 1.0) -> tuple[dict[str, torch.Tensor], tuple[float, float]]:
     """One utterance of the demo data as a model batch (B = 1, no content features): the mel
     min-max normalised with the clip's own per-bin range, and the clip's log-energy range."""
@@ -111,19 +111,24 @@ def train(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int, lr
         loss.backward()
         opt.step()
         model.after_optimizer_step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
+def repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """The batch with every utterance repeated ``n`` times (more noise draws per step)."""
+    return {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in batch.items()}
+
+
+TEACHER_STEPS = 300
+
+
 @functools.lru_cache(maxsize=1)
-def overfitted_teacher(demo_data: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(state dict of a tiny teacher trained on :func:`real_clip`, that batch)."""
+def overfitted_teacher(demo_data: Path) -> dict[str, torch.Tensor]:
+    """State dict of a tiny teacher trained for TEACHER_STEPS steps on :func:`real_clip`."""
     batch, energy_range = real_clip(demo_data)
     torch.manual_seed(0)
     model = ComoSVC(tiny_config())
     model.set_energy_range(*energy_range)
-    train(model, batch, steps=TEACHER_STEPS, lr=3e-3)
-    return model.state_dict(), batch
-
-
-TEACHER_STEPS = 400
+    train(model, repeat(batch, 8), steps=TEACHER_STEPS, lr=3e-3)
+    return model.state_dict()

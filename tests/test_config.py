@@ -75,15 +75,16 @@ def test_placeholder_and_type_and_choice_errors(tmp_path):
 
 
 def test_int_is_accepted_for_float_fields(tmp_path):
-    cfg = load_config(write(tmp_path / "f.json", '{"preprocess": {"fmax": 8000}}'))
+    cfg = load_config(write(tmp_path / "f.json", '{"preprocess": {"fmax": 8000}, '
+                                   '"vocoder": {"type": "griffin_lim"}}'))
     assert isinstance(cfg.preprocess.fmax, float) and cfg.preprocess.fmax == 8000.0
 
 
 def test_overrides_go_through_validation(tmp_path):
     cfg_file = write(tmp_path / "exp.json", "{}")
-    cfg = load_config(cfg_file, ["train.batch_size=8", "vocoder.type=hifigan",
+    cfg = load_config(cfg_file, ["train.batch_size=8", "vocoder.type=griffin_lim",
                                  "preprocess.content_features=[]"])
-    assert cfg.train.batch_size == 8 and cfg.vocoder.type == "hifigan"
+    assert cfg.train.batch_size == 8 and cfg.vocoder.type == "griffin_lim"
     assert cfg.preprocess.content_features == []
     with pytest.raises(ConfigError, match="--set train.batchsize=3.*train.batch_size"):
         load_config(cfg_file, ["train.batchsize=3"])
@@ -112,3 +113,9 @@ def test_round_trip_through_args_json(tmp_path):
 def test_relative_paths_resolve_from_project_root(tmp_path):
     assert resolve_path("pretrained/x.pt") == ROOT / "pretrained" / "x.pt"
     assert resolve_path(tmp_path) == tmp_path
+
+
+def test_vocoder_must_match_preprocessing(tmp_path):
+    # the universal HiFi-GAN V1 was trained on 22.05 kHz / 80 mels / fmax 8 kHz
+    with pytest.raises(ConfigError, match="vocoder"):
+        load_config(write(tmp_path / "v.json", '{"vocoder": {"type": "hifigan", "path": ""}}'))

@@ -129,6 +129,22 @@ def test_whisper_transcriber_missing_file_names_it(tmp_path):
         WhisperTranscriber(missing)
 
 
+def test_cer_skipped_with_logged_reason_without_whisper_checkpoint(tmp_path, caplog):
+    from evaluation.layout import Conversion
+    from evaluation.runner import EvalSettings, Evaluator
+    from utils.schema import PreprocessConfig
+    settings = EvalSettings(PreprocessConfig(), language="en", whisper_path=tmp_path / "none.pt")
+    evaluator = Evaluator(settings, SourceIndex(), {})
+    conv = Conversion(tmp_path / "a" / "a_x.wav", "a", "x")
+    for _ in range(2):
+        row, notes = {"cer": math.nan}, []
+        evaluator._cer(row, notes, conv, np.zeros(16000, np.float32), tmp_path / "a.wav")
+        assert math.isnan(row["cer"]) and notes == ["cer: no Whisper checkpoint"]
+    # the reason is logged once, naming the file
+    logged = [r.getMessage() for r in caplog.records if "none.pt" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith("CER skipped")
+
+
 def _tiny_whisper(path: Path) -> None:
     """A random tiny English-only Whisper in openai-whisper's .pt format whose decoder always
     prefers the token " la" (final layer norm outputs a constant; only that token's embedding is
@@ -206,7 +222,7 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
     _tiny_whisper(whisper_path)
     tsv = tmp_path / "metrics.tsv"
     assert main(["eval", str(out), "--source", str(data), "--target_refs", str(data),
-                 "--key_shift", "0", "--key_shift", "demo_DE-Tenor-1=auto", "--sample_rate", "16000",
+                 "--key_shift", "0", "--key_shift", "DE-Tenor-1=auto", "--sample_rate", "16000",
                  "--language", "en", "--cer_sources", "*DE-*", "--whisper_path", str(whisper_path),
                  "--output_tsv", str(tsv)]) == 0
     with open(tsv, newline="") as f:

@@ -25,9 +25,10 @@ from utils.config import ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_22K = {"sample_rate": 22050, "n_mel": 80, "fmax": 8000}
-# Mean |log-mel error| of the universal HiFi-GAN's resynthesis of a 3 s demo clip (measured
-# 0.23-0.27 over the six singers with bins/bench/mel_convention.py) plus margin.
-HIFIGAN_RESYNTH_MAX_ERROR = 0.35
+# Mean |log-mel error| of the universal HiFi-GAN's resynthesis: measured 0.276 on the clip below,
+# 0.298 averaged over six singers (bins/bench/mel_convention.py), 0.343 with a half-hop framing
+# shift (center=True); the bound sits between the measurement and the wrong convention.
+HIFIGAN_RESYNTH_MAX_ERROR = 0.32
 TINY_BIGVGAN = {"upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
                 "upsample_initial_channel": 16, "resblock_kernel_sizes": [3, 7, 11],
                 "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "resblock": "1",
@@ -137,7 +138,8 @@ def test_amphion_bigvgan_folder_uses_newest_step(tmp_path):
         "preprocess": {"sample_rate": 24000, "n_mel": 100, "hop_size": 256, "n_fft": 1024,
                        "win_size": 1024, "fmin": 0, "fmax": 12000},
         "model": {"generator": "bigvgan", "bigvgan": TINY_BIGVGAN}})
-    vocoder = load_vocoder(config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path)}}))
+    cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path)}})
+    vocoder = load_vocoder(cfg)
     mel = random_mel(100, 10, batch=1)
     wav = vocoder(mel)
     assert wav.shape == (1, 10 * 256)
@@ -159,7 +161,8 @@ def test_vocoder_must_match_the_preprocessing(tmp_path):
     with pytest.raises(ConfigError, match="config.json not found"):
         load_config(exp)
     # Griffin-Lim inverts any mel.
-    assert load_config(exp, ["vocoder.type=griffin_lim", "preprocess.n_mel=64"]).preprocess.n_mel == 64
+    cfg = load_config(exp, ["vocoder.type=griffin_lim", "preprocess.n_mel=64"])
+    assert cfg.preprocess.n_mel == 64
 
 
 def test_missing_hifigan_file_names_file_and_key(tmp_path):

@@ -4,12 +4,14 @@ BigVGAN of the 24 kHz / 100-mel / 8-8-2-2 shape, and Griffin-Lim with 32 iterati
 
     python bins/bench/bench_vocoder.py [--seconds 10] [--bigvgan-channels 512] [--threads N]
 
-Each vocoder runs once on a 0.5 s warm-up and then ``--repeats`` times on the full clip; the best
-time is reported.
+Each vocoder runs once on a 0.5 s warm-up and then ``--repeats`` times on the full clip; the
+fastest run is reported as wall-clock time and as process CPU time (on a shared machine the CPU
+time with --threads 1 is the steadier figure).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,23 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIP = "ZH-Tenor-1/zh06/control.flac"
 
 
-def best_time(fn, repeats: int) -> float:
-    """Shortest wall-clock time (s) of ``repeats`` calls of ``fn``."""
+def best_time(fn, repeats: int) -> tuple[float, float]:
+    """(wall-clock s, process CPU s) of the fastest of ``repeats`` calls of ``fn``."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
     return min(times)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo", type=Path, default=ROOT.parent / "shared" / "data" / "gtsinger_demo")
+    parser.add_argument("--demo", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "gtsinger_demo")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--bigvgan-channels", type=int, default=512,
-                        help="upsample_initial_channel of the random BigVGAN (NVIDIA's v1/v2 24 kHz "
-                             "releases use 1536 with upsampling 4,4,2,2,2,2)")
+                        help="upsample_initial_channel of the random BigVGAN (NVIDIA's v1/v2 "
+                             "24 kHz releases use 1536 with upsampling 4,4,2,2,2,2)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
@@ -56,7 +59,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     demo_cfg = load_config(ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json")
     bigvgan_pre = PreprocessConfig()  # the 24 kHz defaults
-    assert (bigvgan_pre.sample_rate, bigvgan_pre.n_mel) == (BIGVGAN_24K.sample_rate, BIGVGAN_24K.n_mel)
+    assert MelSettings.of(bigvgan_pre) == BIGVGAN_24K
     torch.manual_seed(0)
     bigvgan = BigVGANGenerator(100, [8, 8, 2, 2], [16, 16, 4, 4], args.bigvgan_channels, [3, 7, 11],
                                [[1, 3, 5]] * 3).eval()
@@ -73,13 +76,16 @@ def main() -> int:
         wav = np.resize(wav, int(args.seconds * pre.sample_rate))  # loops a short clip
         mel = mel_spectrogram(wav, pre)[None]
         vocoder(mel[..., :int(0.5 * pre.sample_rate) // pre.hop_size])
-        seconds = best_time(lambda: vocoder(mel), args.repeats)
+        wall, cpu = best_time(lambda: vocoder(mel), args.repeats)
         audio = mel.shape[-1] * pre.hop_size / pre.sample_rate
-        rows.append((name, audio, seconds))
-    print(f"\nCPU, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'vocoder':<28} {'audio s':>8} {'compute s':>10} {'RTF':>7}")
-    for name, audio, seconds in rows:
-        print(f"{name:<28} {audio:>8.2f} {seconds:>10.2f} {seconds / audio:>7.3f}")
+        rows.append((name, audio, wall, cpu))
+    print(f"\nCPU, torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'vocoder':<28} {'audio s':>8} {'wall s':>8} {'RTF wall':>9} {'cpu s':>8} "
+          f"{'RTF cpu':>8}")
+    for name, audio, wall, cpu in rows:
+        print(f"{name:<28} {audio:>8.2f} {wall:>8.2f} {wall / audio:>9.3f} {cpu:>8.2f} "
+              f"{cpu / audio:>8.3f}")
     return 0
 
 

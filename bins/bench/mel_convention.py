@@ -26,7 +26,8 @@ SPEECH_CLIP = "EN-Alto-2/en_breathy/speech.flac"
 
 
 def variant_log_mel(wav, pre, clamp: float, eps: float, center: bool):
-    """Log-mel (n_mel, T) of a 1-D tensor in one convention; (1e-5, 1e-9, False) is processors/mel.py's."""
+    """Log-mel (n_mel, T) of a 1-D tensor in one convention; (1e-5, 1e-9, False) is
+    processors/mel.py's."""
     import librosa
     import torch
     window = torch.hann_window(pre.win_size)
@@ -64,7 +65,8 @@ def transcribe(path: Path, wavs: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo", type=Path, default=ROOT.parent / "shared" / "data" / "gtsinger_demo")
+    parser.add_argument("--demo", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "gtsinger_demo")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each clip (s)")
     parser.add_argument("--offset", type=float, default=1.0, help="start of each clip (s)")
     args = parser.parse_args()
@@ -91,6 +93,7 @@ def main() -> int:
     assert torch.allclose(reference, mel_spectrogram(wavs[0], pre), atol=1e-5), \
         "the reference variant must be processors/mel.py"
 
+    below = (variant_log_mel(wavs.reshape(-1), pre, 0.0, 0.0, False) < np.log(1e-5)).float().mean()
     variants = list(itertools.product((1e-5, 1e-7), (1e-9, 0.0), (False, True)))
     rows = []
     for clamp, eps, center in tqdm(variants, desc="variants"):
@@ -105,7 +108,8 @@ def main() -> int:
         rows.append((clamp, eps, center, float(np.mean(own)), float(np.mean(common))))
 
     print(f"\n{len(clips)} clips x {n / pre.sample_rate:.2f} s at {pre.sample_rate} Hz, universal "
-          f"HiFi-GAN V1; mean |log-mel error|")
+          f"HiFi-GAN V1; {100 * below:.3f} % of the input mel bins lie below 1e-5; "
+          f"mean |log-mel error|")
     print(f"{'clamp':>7} {'mag eps':>8} {'center':>7} {'own mel':>8} {'common':>8}")
     for clamp, eps, center, own, common in sorted(rows, key=lambda r: r[3]):
         print(f"{clamp:>7.0e} {eps:>8.0e} {str(center):>7} {own:>8.4f} {common:>8.4f}")

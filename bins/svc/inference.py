@@ -109,7 +109,7 @@ def load_converter(expt: str, config: str | None, overrides: list[str], device: 
     try:
         user = load_config(config, overrides) if config else None
         return SVCConverter.from_experiment(expt, device, user, overrides, steps)
-    except (ConfigError, CheckpointError, MissingWeightsError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, MissingWeightsError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
 

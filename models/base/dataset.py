@@ -15,7 +15,6 @@ long, content (B, T, D).
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ from torch.utils.data import Dataset, Sampler
 from utils.config import resolve_path
 from utils.io import load_json
 from utils.schema import CantorConfig
-
-log = logging.getLogger(__name__)
 
 # Per-frame arrays besides the mel: batch key -> stage 1 folder name.
 FRAME_FEATURES = {"f0": "pitches", "uv": "uvs", "energy": "energys"}

@@ -37,8 +37,8 @@ from tqdm import tqdm
 from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, CheckpointError,
                                     latest_checkpoint, load_checkpoint, resolve_checkpoint,
                                     rng_state, save_checkpoint, set_rng_state)
-from models.base.dataset import (LengthGroupedBatchSampler, SVCDataset, collate, denormalize_mel,
-                                 load_singers, load_statistics)
+from models.base.dataset import (DataError, LengthGroupedBatchSampler, SVCDataset, collate,
+                                 denormalize_mel, load_singers, load_statistics)
 from models.base.scheduler import build_scheduler
 from utils.config import ConfigError, config_to_dict, resolve_path
 from utils.io import save_json
@@ -186,8 +186,8 @@ class BaseTrainer:
         cfg, acc = self.cfg, self.acc
         self.train_set = SVCDataset(cfg, "train", True, self.singers, self.statistics)
         if len(self.train_set) == 0:
-            raise ConfigError(f"no training utterances in {resolve_path(cfg.processed_dir)} for "
-                              f"datasets {cfg.dataset}")
+            raise DataError(f"no training utterances in {resolve_path(cfg.processed_dir)} for "
+                            f"datasets {cfg.dataset}")
         self.sampler = LengthGroupedBatchSampler(self.train_set.lengths, cfg.train.batch_size,
                                                  cfg.train.seed, True, acc.num_processes,
                                                  acc.process_index)

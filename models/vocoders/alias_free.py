@@ -1,7 +1,7 @@
-"""BigVGAN's anti-aliased periodic activations (Lee et al. 2023, "BigVGAN: A Universal Neural Vocoder
-with Large-Scale Training", sec. 3.2): the signal is upsampled 2x with a Kaiser-windowed sinc
-low-pass, passed through Snake / SnakeBeta, low-passed again and decimated 2x, so the harmonics the
-nonlinearity creates above the original Nyquist do not alias back.
+"""BigVGAN's anti-aliased periodic activations (Lee et al. 2023, "BigVGAN: A Universal Neural
+Vocoder with Large-Scale Training", sec. 3.2): the signal is upsampled 2x with a Kaiser-windowed
+sinc low-pass, passed through Snake / SnakeBeta, low-passed again and decimated 2x, so the
+harmonics the nonlinearity creates above the original Nyquist do not alias back.
 
 Layout: every module maps (batch, channels, time) to the same shape. Attribute names (``act``,
 ``upsample.filter``, ``downsample.lowpass.filter``, ``alpha``, ``beta``) follow the released

