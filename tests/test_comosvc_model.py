@@ -1,5 +1,6 @@
-"""The DiffComoSVC teacher (models/svc/comosvc/model.py) and its modules: condition encoder, relative-
-position Transformer, BiDilConv denoiser; shapes, masking, errors, training on real demo features."""
+"""The DiffComoSVC teacher (models/svc/comosvc/model.py) and its modules (condition encoder,
+relative-position Transformer, BiDilConv denoiser): shapes, masking, errors, training on real demo
+features."""
 from __future__ import annotations
 
 import math
@@ -14,7 +15,8 @@ from tests.comosvc_fixtures import (overfitted_teacher, random_batch, real_clip,
 from utils.config import PROJECT_ROOT, ConfigError, load_config
 
 WITH_CONTENT = ["preprocess.content_features=['whisper', 'contentvec']",
-                "model.condition_encoder.whisper_dim=12", "model.condition_encoder.contentvec_dim=8"]
+                "model.condition_encoder.whisper_dim=12",
+                "model.condition_encoder.contentvec_dim=8"]
 
 
 def _tiny_model(*overrides: str, seed: int = 0) -> ComoSVC:

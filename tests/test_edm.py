@@ -1,4 +1,5 @@
-"""EDM maths (models/svc/comosvc/edm.py) against hand-computed values and closed-form ODE solutions."""
+"""EDM maths (models/svc/comosvc/edm.py) against hand-computed values and closed-form ODE
+solutions."""
 from __future__ import annotations
 
 import math
@@ -153,3 +154,19 @@ def test_solvers_converge_to_the_gaussian_ode_solution_at_their_order():
         e.sample(net, mu, mask, steps=2, sampler="dpm")
     with pytest.raises(ValueError, match="steps >= 1"):
         e.sample(net, mu, mask, steps=0)
+
+
+def test_heun_step_into_sigma_min_is_an_euler_step():
+    """D(x; sigma_min) = x makes the slope at sigma_min zero by construction; a Heun step ending
+    there must not average it in."""
+    e, s = EDM_DEFAULT, 0.7
+    net = _gaussian_case(e, s)
+    x = torch.randn(3, 2, 5, dtype=torch.float64)
+    mu = torch.zeros_like(x)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    sigma = torch.tensor([0.01, 0.01, 0.01], dtype=torch.float64)
+    sigma_next = torch.tensor([0.002, 0.005, 0.002], dtype=torch.float32).double()
+    heun = e.heun_step(net, x, sigma, sigma_next, mu, mask)
+    euler = e.euler_step(net, x, sigma, sigma_next, mu, mask)
+    torch.testing.assert_close(heun[[0, 2]], euler[[0, 2]])
+    assert float((heun[1] - euler[1]).abs().max()) > 1e-6

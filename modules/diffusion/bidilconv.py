@@ -1,7 +1,7 @@
-"""The denoiser network F_theta of DiffComoSVC: a non-causal, bidirectional dilated-convolution stack
-in the style of WaveNet (van den Oord et al. 2016) as DiffWave (Kong et al. 2021) and DiffSVC (Liu
-et al. 2021) use it on mel frames, with the configuration of Amphion's BiDilConv decoder (Lu et al.
-2024, CoMoSVC):
+"""The denoiser network F_theta of DiffComoSVC: a non-causal, bidirectional dilated-convolution
+stack in the style of WaveNet (van den Oord et al. 2016) as DiffWave (Kong et al. 2021) and DiffSVC
+(Liu et al. 2021) use it on mel frames, with the configuration of Amphion's BiDilConv decoder (Lu
+et al. 2024, CoMoSVC):
 
     h = ReLU(Conv1x1(x))
     for each residual block b (dilation 2^(b mod dilation_cycle), kernel 3):

@@ -1,6 +1,6 @@
 """The frame-level Transformer encoder of DiffComoSVC (Amphion calls it "conformer"; it has no
-convolution module, so it is a Transformer): the Glow-TTS / VITS text-encoder stack (Kim et al. 2020,
-2021) used by Grad-TTS (Popov et al. 2021) and CoMoSpeech (Ye et al. 2023). Each layer is
+convolution module, so it is a Transformer): the Glow-TTS / VITS text-encoder stack (Kim et al.
+2020, 2021) used by Grad-TTS (Popov et al. 2021) and CoMoSpeech (Ye et al. 2023). Each layer is
 
     x = LayerNorm(x + Dropout(RelativeSelfAttention(x)))      (post-norm, Vaswani et al. 2017)
     x = LayerNorm(x + Dropout(ConvFeedForward(x)))
@@ -58,7 +58,8 @@ class RelativePositionTransformer(nn.Module):
             RelativePositionMultiHeadAttention(channels, n_heads, window_size, dropout)
             for _ in range(n_layers))
         self.feed_forward = nn.ModuleList(
-            ConvFeedForward(channels, filter_channels, kernel_size, dropout) for _ in range(n_layers))
+            ConvFeedForward(channels, filter_channels, kernel_size, dropout)
+            for _ in range(n_layers))
         self.norm_attention = nn.ModuleList(nn.LayerNorm(channels) for _ in range(n_layers))
         self.norm_feed_forward = nn.ModuleList(nn.LayerNorm(channels) for _ in range(n_layers))
         self.dropout = nn.Dropout(dropout)

@@ -94,7 +94,8 @@ class ComoSVCDistiller(nn.Module):
     """Consistency distillation of a trained ComoSVC teacher (the trainer's model when
     ``model.comosvc.distill`` is true).
 
-    Holds the teacher (condition encoder, encoder and decoder, frozen, always in eval mode), the
+    Holds the teacher (condition encoder, encoder and decoder, frozen, always in eval mode; Amphion
+    leaves the encoder's dropout on), the
     student decoder (trainable, initialised from the teacher's) and the target decoder (EMA of
     the student, frozen). Implements the trainer interface of ComoSVC: loss, trainable_parameters,
     after_optimizer_step, sample, export_state_dict.

