@@ -95,10 +95,11 @@ class ComoSVCDistiller(nn.Module):
     ``model.comosvc.distill`` is true).
 
     Holds the teacher (condition encoder, encoder and decoder, frozen, always in eval mode; Amphion
-    leaves the encoder's dropout on), the
-    student decoder (trainable, initialised from the teacher's) and the target decoder (EMA of
-    the student, frozen). Implements the trainer interface of ComoSVC: loss, trainable_parameters,
-    after_optimizer_step, sample, export_state_dict.
+    leaves the encoder's dropout on), the student decoder (trainable, initialised from the
+    teacher's) and the target decoder (EMA of the student, frozen). Implements the trainer
+    interface of ComoSVC: loss (also as forward), trainable_parameters, after_optimizer_step,
+    sample, export_state_dict. Its state dict (resuming) holds all three decoders; the export
+    (conversion) only the teacher's encoders and the target decoder.
     """
 
     def __init__(self, teacher: "ComoSVC"):

@@ -141,8 +141,9 @@ class ComoSVC(nn.Module):
 
         Args:
             batch: a model batch ("mel" is not needed).
-            steps: teacher: Karras levels for the inference.sampler ODE solver (default
-                inference.inference_steps); student: consistency steps (default
+            steps: teacher: steps of the inference.sampler ODE solver (default
+                inference.inference_steps; Euler uses ``steps`` network evaluations, Heun
+                2 * steps - 1); student: consistency steps, one evaluation each (default
                 inference.student_inference_steps).
             student: True for a model loaded from a distillation export: consistency sampling.
             generator: for reproducible noise (on the model's device).
