@@ -26,11 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC recipe).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
         mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=mod.__doc__ or help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def run_module(module) -> int:
+    """Run one subcommand module as a script (``python bins/svc/train.py ...``, as run.sh does)."""
+    parser = argparse.ArgumentParser(description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return module.run(parser.parse_args()) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
-    """Transpose an F0 contour (Hz, 0 = unvoiced) by ``semitones``: f * 2^(semitones / 12).
-    Unvoiced frames stay 0. Shape is kept."""
-    return np.asarray(f0, dtype=np.float64) * 2.0 ** (semitones / 12.0)
-
-
 def estimate_key_shift(source_f0: np.ndarray, output_f0: np.ndarray) -> float:
     """Whole semitones nearest to the median interval 12 * log2(f_out / f_src) over frames voiced in
     both (common first frames when lengths differ): the key shift an autoshift run most likely
@@ -48,7 +42,7 @@ class F0Scores:
 
 def f0_scores(reference_f0: np.ndarray, output_f0: np.ndarray) -> F0Scores:
     """Compare ``output_f0`` with ``reference_f0`` (both (T,) Hz, 0 = unvoiced; the reference is
-    the source F0 already moved by the key shift, see :func:`shift_f0`).
+    the source F0 already moved by the key shift, see :func:`processors.pitch_shift.shift_f0`).
 
     Contours of different lengths are compared on their common first min(T_ref, T_out) frames.
     Raises: ValueError if either contour is empty or not 1-D, or holds negative or non-finite values.

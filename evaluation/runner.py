@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.cer import WHISPER_RATE, WhisperTranscriber, character_error_rate
-from evaluation.f0_metrics import estimate_key_shift, f0_scores, shift_f0
+from evaluation.f0_metrics import estimate_key_shift, f0_scores
 from evaluation.layout import Conversion, LayoutError, SourceIndex, match_singer
 from evaluation.mcd import mel_cepstral_distortion
 from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, mean_embedding
 from processors.f0 import F0Error, extract_f0
 from processors.mel import n_mel_frames
+from processors.pitch_shift import shift_f0
 from utils.audio import AudioError, load_audio
 from utils.schema import PreprocessConfig
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from evaluation.cer import WhisperTranscriber, character_error_rate, edit_distance
-from evaluation.f0_metrics import estimate_key_shift, f0_scores, shift_f0
+from evaluation.f0_metrics import estimate_key_shift, f0_scores
+from processors.pitch_shift import shift_f0
 from evaluation.layout import (LayoutError, SourceIndex, find_conversions, match_singer,
                                reference_sets)
 from evaluation.mcd import all_pass_alpha, mel_cepstral_distortion

@@ -31,7 +31,7 @@ timed stage1_preprocess "${run[@]}" --stage 1
 resume() { compgen -G "ckpts/demo/$1/checkpoint/step-*.pt" > /dev/null && echo --resume || true; }
 timed stage2_teacher "${run[@]}" --stage 2 --name demo_teacher $(resume demo_teacher) "$@"
 timed stage2_student "${run[@]}" --stage 2 --name demo_student --distill $(resume demo_student) \
-    --set model.teacher_model_path=ckpts/demo/demo_teacher "$@"
+    --set model.teacher_model_path=ckpts/demo/demo_teacher --set train.max_steps=400 "$@"
 
 # Which held-out utterances go to which target: singer i -> singers i+1 and i+2 (mod 6).
 python3 - "$processed/test.json" "$out/pairs" <<'EOF'

@@ -1,0 +1,121 @@
+"""The whole recipe as a user runs it (run.sh stages 1, 2, 2 with --distill, 3) on a tiny slice of
+the real demo singing: 2 singers x 2 songs, a demo-size model trained for a few dozen steps.
+
+Checks each stage's outputs, that the converted audio has the source's length, and that its F0
+follows the key-shifted source (FPC > 0.8)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.f0_metrics import f0_scores
+from processors.f0 import extract_f0
+from processors.mel import n_mel_frames
+from processors.pitch_shift import shift_f0
+from utils.audio import load_audio
+from utils.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_SH = ROOT / "egs" / "svc" / "DiffComoSVC" / "run.sh"
+DEMO_CONFIG = ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json"
+WHISPER = ROOT / "pretrained" / "whisper" / "tiny.en.pt"
+SLICE = {"EN-Alto-2": ["en_breathy", "en_vibrato"], "ZH-Tenor-1": ["zh06", "zh10"]}
+KEY_SHIFT = 2
+TEACHER_STEPS = 300
+
+
+def run_sh(*args: str, cwd: Path) -> None:
+    r = subprocess.run(["bash", str(RUN_SH), *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, f"run.sh {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, demo_data):
+    if not WHISPER.is_file():
+        subprocess.run(["cantor", "convert-whisper-ct2", str(WHISPER)], check=True, cwd=ROOT,
+                       capture_output=True)
+    work = tmp_path_factory.mktemp("recipe")
+    corpus = work / "corpus"
+    for singer, songs in SLICE.items():
+        for song in songs:
+            (corpus / singer / song).mkdir(parents=True)
+            (corpus / singer / song / "control.flac").symlink_to(demo_data / singer / song / "control.flac")
+    config = work / "exp.json"
+    config.write_text(json.dumps({
+        "base_config": str(DEMO_CONFIG),
+        "dataset_path": {"gtsinger_demo": str(corpus)},
+        "processed_dir": str(work / "processed"),
+        "log_dir": str(work / "ckpts"),
+        # smaller than the demo model, so that a few hundred steps learn to follow the pitch
+        "model": {"condition_encoder": {"hidden_size": 96}, "encoder": {"n_layers": 1},
+                  "comosvc": {"n_res_blocks": 2, "residual_channels": 96}},
+        "train": {"max_steps": TEACHER_STEPS, "batch_size": 8, "max_frames": 128,
+                  "learning_rate": 3e-3, "valid_every_steps": TEACHER_STEPS,
+                  "save_every_steps": TEACHER_STEPS, "valid_samples": 1},
+        "inference": {"inference_steps": 8},
+    }))
+    run_sh("--stage", "1", "--config", str(config), "--num_workers", "2", cwd=work)
+    run_sh("--stage", "2", "--config", str(config), "--name", "teacher", cwd=work)
+    run_sh("--stage", "2", "--config", str(config), "--name", "student", "--distill",
+           "--set", f"model.teacher_model_path={work / 'ckpts' / 'teacher'}",
+           "--set", "train.max_steps=10", "--set", "train.save_every_steps=10",
+           "--set", "train.valid_every_steps=10", cwd=work)
+    outputs = {}
+    for model in ("teacher", "student"):
+        run_sh("--stage", "3", "--config", str(config), "--infer_expt_dir", str(work / "ckpts" / model),
+               "--infer_source_audio_dir", str(corpus / "ZH-Tenor-1" / "zh10"),
+               "--infer_target_speaker", "gtsinger_demo_EN-Alto-2",
+               "--infer_key_shift", str(KEY_SHIFT), "--infer_output_dir", str(work / "out" / model),
+               cwd=work)
+        outputs[model] = work / "out" / model
+    return {"work": work, "corpus": corpus, "config": load_config(config), "outputs": outputs}
+
+
+def test_stage1_writes_every_feature_and_the_statistics(recipe):
+    processed = recipe["work"] / "processed"
+    singers = json.loads((processed / "singers.json").read_text())
+    assert sorted(singers) == ["gtsinger_demo_EN-Alto-2", "gtsinger_demo_ZH-Tenor-1"]
+    data = processed / "gtsinger_demo"
+    train = json.loads((data / "train.json").read_text())
+    test = json.loads((data / "test.json").read_text())
+    assert {u["Song"] for u in test} == {"en_vibrato", "zh10"}  # last song per singer held out
+    assert {u["Song"] for u in train} == {"en_breathy", "zh06"}
+    for utt in train + test:
+        mel = np.load(data / "mels" / f"{utt['Uid']}.npy")
+        assert mel.shape[0] == 80
+        for feature, shape in (("pitches", (mel.shape[1],)), ("uvs", (mel.shape[1],)),
+                               ("energys", (mel.shape[1],)), ("whisper", (mel.shape[1], 384))):
+            assert np.load(data / feature / f"{utt['Uid']}.npy").shape == shape
+    stats = json.loads((data / "statistics.json").read_text())
+    assert len(stats["mel_min"]) == 80
+    # the alto sings higher than the tenor
+    assert stats["singers"]["gtsinger_demo_EN-Alto-2"]["f0_median"] > \
+        stats["singers"]["gtsinger_demo_ZH-Tenor-1"]["f0_median"]
+
+
+def test_stage2_writes_teacher_checkpoint_and_student_export(recipe):
+    ckpts = recipe["work"] / "ckpts"
+    assert (ckpts / "teacher" / "args.json").is_file()
+    assert list((ckpts / "teacher" / "checkpoint").glob("step-*.pt"))
+    assert list((ckpts / "student" / "export").glob("step-*.pt"))
+    assert list((ckpts / "teacher").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("model", ["teacher", "student"])
+def test_stage3_output_has_source_length_and_follows_shifted_f0(recipe, model):
+    cfg = recipe["config"].preprocess
+    source = recipe["corpus"] / "ZH-Tenor-1" / "zh10" / "control.flac"
+    outputs = list(recipe["outputs"][model].rglob("*.wav"))
+    assert [p.name for p in outputs] == ["control_gtsinger_demo_EN-Alto-2.wav"]
+    src = load_audio(source, cfg.sample_rate)
+    out = load_audio(outputs[0])
+    assert len(out) == len(src)
+    n = n_mel_frames(len(src), cfg.hop_size)
+    reference = shift_f0(extract_f0(src, cfg.sample_rate, cfg, n), KEY_SHIFT)
+    scores = f0_scores(reference, extract_f0(out, cfg.sample_rate, cfg, n))
+    assert scores.fpc > 0.8, scores
