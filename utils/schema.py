@@ -150,7 +150,8 @@ class InferenceConfig:
     # Teacher sampler steps (Karras grid); the student's count is student_inference_steps.
     inference_steps: int = 40
     student_inference_steps: int = 1
-    sampler: str = choice("heun", "euler")
+    # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
+    sampler: str = choice("euler", "heun")
     # Longest chunk converted at once, seconds; chunks overlap by chunk_overlap seconds.
     chunk_seconds: float = 10.0
     chunk_overlap: float = 0.5
