@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import struct
 
 import numpy as np
 import pytest
@@ -24,17 +23,9 @@ from processors.content.stage import extract_content_for_dataset
 from processors.content.weights import MissingWeightsError
 from processors.content.whisper import WhisperExtractor
 from processors.content.windows import split_windows, stitch
-from utils.schema import CantorConfig, PreprocessConfig
+from utils.schema import CantorConfig
 
-SR = 16000
-
-
-def noise(seconds: float, seed: int) -> np.ndarray:
-    """Band-limited random signal (not silence: whisper's log-mel clamps relative to the maximum)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(int(seconds * SR)).astype(np.float32)
-    return (np.convolve(x, np.ones(8) / 8, mode="same") * 0.3).astype(np.float32)
-
+from tests.content_fixtures import SR, noise, pcfg_for, save_whisper, tiny_whisper
 
 # ----------------------------------------------------------------------------- alignment, windows
 
@@ -78,30 +69,6 @@ def test_windows_split_and_crossfade():
 
 
 # ----------------------------------------------------------------------------- Whisper
-
-def tiny_whisper(n_mels: int = 80, seed: int = 0):
-    import whisper.model as wm
-    torch.manual_seed(seed)
-    dims = wm.ModelDimensions(n_mels=n_mels, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2,
-                              n_audio_layer=2, n_vocab=60, n_text_ctx=12, n_text_state=32,
-                              n_text_head=2, n_text_layer=2)
-    model = wm.Whisper(dims)
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # all random, decoder positions included
-            is_ln_gain = name.endswith(".weight") and name.split(".")[-2] in (
-                "ln", "ln_post", "attn_ln", "cross_attn_ln", "mlp_ln")
-            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if is_ln_gain else 0.0))
-    return model.eval()
-
-
-def save_whisper(model, path):
-    torch.save({"dims": dataclasses.asdict(model.dims), "model_state_dict": model.state_dict()}, path)
-    return path
-
-
-def pcfg_for(**kw) -> PreprocessConfig:
-    return dataclasses.replace(PreprocessConfig(), **kw)
-
 
 @pytest.fixture(scope="module")
 def whisper_ckpt(tmp_path_factory):
@@ -165,167 +132,6 @@ def test_missing_weights_name_file_key_and_remedy(tmp_path):
     assert "preprocess.contentvec_path" in str(e.value) and "checkpoint_best_legacy_500" in str(e.value)
     with pytest.raises(ValueError, match="unknown"):
         load_content_extractors(dataclasses.replace(pcfg, content_features=["hubert"]), "cpu")
-
-
-# ----------------------------------------------------------------------------- CTranslate2
-
-def write_ct2(path, variables: dict[str, torch.Tensor], aliases: dict[str, str]):
-    """CTranslate2 model.bin, binary version 6 (see processors/content/convert_whisper_ct2.py)."""
-    type_ids = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 4}
-
-    def string(s):
-        b = s.encode() + b"\0"
-        return struct.pack("<H", len(b)) + b
-
-    out = [struct.pack("<I", 6), string("WhisperSpec"), struct.pack("<I", 3),
-           struct.pack("<I", len(variables))]
-    for name, t in variables.items():
-        t = t.contiguous()
-        data = t.numpy().tobytes()
-        out += [string(name), struct.pack("<B", t.dim()), *[struct.pack("<I", d) for d in t.shape],
-                struct.pack("<B", type_ids[t.dtype]), struct.pack("<I", len(data)), data]
-    out.append(struct.pack("<I", len(aliases)))
-    for alias, target in aliases.items():
-        out += [string(alias), string(target)]
-    path.write_bytes(b"".join(out))
-
-
-def whisper_to_ct2(model, dtype=torch.float32, int8: bool = False) -> dict[str, torch.Tensor]:
-    """The test's own mapping of an openai Whisper model onto CTranslate2's WhisperSpec names."""
-    sd = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
-    v: dict[str, torch.Tensor] = {}
-
-    def put_linear(dst, w, b):
-        if int8:
-            scale = 127.0 / w.float().abs().amax(dim=1).clamp(min=1e-8)
-            v[f"{dst}/weight"] = torch.round(w.float() * scale[:, None]).to(torch.int8)
-            v[f"{dst}/weight_scale"] = scale
-        else:
-            v[f"{dst}/weight"] = w
-        v[f"{dst}/bias"] = b
-
-    def ln(dst, src):
-        v[f"{dst}/gamma"], v[f"{dst}/beta"] = sd[f"{src}.weight"], sd[f"{src}.bias"]
-
-    def block(dst, src, cross):
-        ln(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
-        q, k, val = (f"{src}.attn.{p}" for p in ("query", "key", "value"))
-        put_linear(f"{dst}/self_attention/linear_0",
-                   torch.cat([sd[f"{q}.weight"], sd[f"{k}.weight"], sd[f"{val}.weight"]]),
-                   torch.cat([sd[f"{q}.bias"], torch.zeros_like(sd[f"{q}.bias"]), sd[f"{val}.bias"]]))
-        put_linear(f"{dst}/self_attention/linear_1", sd[f"{src}.attn.out.weight"], sd[f"{src}.attn.out.bias"])
-        if cross:
-            c = f"{src}.cross_attn"
-            ln(f"{dst}/attention/layer_norm", f"{src}.cross_attn_ln")
-            put_linear(f"{dst}/attention/linear_0", sd[f"{c}.query.weight"], sd[f"{c}.query.bias"])
-            put_linear(f"{dst}/attention/linear_1", torch.cat([sd[f"{c}.key.weight"], sd[f"{c}.value.weight"]]),
-                       torch.cat([torch.zeros_like(sd[f"{c}.value.bias"]), sd[f"{c}.value.bias"]]))
-            put_linear(f"{dst}/attention/linear_2", sd[f"{c}.out.weight"], sd[f"{c}.out.bias"])
-        ln(f"{dst}/ffn/layer_norm", f"{src}.mlp_ln")
-        put_linear(f"{dst}/ffn/linear_0", sd[f"{src}.mlp.0.weight"], sd[f"{src}.mlp.0.bias"])
-        put_linear(f"{dst}/ffn/linear_1", sd[f"{src}.mlp.2.weight"], sd[f"{src}.mlp.2.bias"])
-
-    d = model.dims
-    v["decoder/activation"] = torch.tensor(3, dtype=torch.int8)
-    v["decoder/embeddings/weight"] = sd["decoder.token_embedding.weight"]
-    for i in range(d.n_text_layer):
-        block(f"decoder/layer_{i}", f"decoder.blocks.{i}", True)
-    ln("decoder/layer_norm", "decoder.ln")
-    v["decoder/num_heads"] = torch.tensor(d.n_text_head, dtype=torch.int16)
-    v["decoder/position_encodings/encodings"] = sd["decoder.positional_embedding"]
-    v["decoder/pre_norm"] = torch.tensor(1, dtype=torch.int8)
-    v["decoder/scale_embeddings"] = torch.tensor(0, dtype=torch.int8)
-    for name in ("conv1", "conv2"):
-        v[f"encoder/{name}/weight"], v[f"encoder/{name}/bias"] = sd[f"encoder.{name}.weight"], sd[f"encoder.{name}.bias"]
-    for i in range(d.n_audio_layer):
-        block(f"encoder/layer_{i}", f"encoder.blocks.{i}", False)
-    ln("encoder/layer_norm", "encoder.ln_post")
-    v["encoder/num_heads"] = torch.tensor(d.n_audio_head, dtype=torch.int16)
-    v["encoder/position_encodings/encodings"] = sd["encoder.positional_embedding"]
-    return v
-
-
-def dequantised_copy(model, ct2_vars):
-    """The original model with each int8 CT2 weight replaced by q / scale (what conversion must give)."""
-    import copy
-    ref = copy.deepcopy(model)
-    back = {}
-    for side, n in (("encoder", model.dims.n_audio_layer), ("decoder", model.dims.n_text_layer)):
-        for i in range(n):
-            s, p = f"{side}/layer_{i}", f"{side}.blocks.{i}"
-
-            def deq(name):
-                return ct2_vars[f"{s}/{name}/weight"].float() / ct2_vars[f"{s}/{name}/weight_scale"][:, None]
-            back[f"{p}.attn.query.weight"], back[f"{p}.attn.key.weight"], back[f"{p}.attn.value.weight"] = \
-                deq("self_attention/linear_0").chunk(3)
-            back[f"{p}.attn.out.weight"] = deq("self_attention/linear_1")
-            back[f"{p}.mlp.0.weight"], back[f"{p}.mlp.2.weight"] = deq("ffn/linear_0"), deq("ffn/linear_1")
-            if side == "decoder":
-                back[f"{p}.cross_attn.query.weight"] = deq("attention/linear_0")
-                back[f"{p}.cross_attn.key.weight"], back[f"{p}.cross_attn.value.weight"] = \
-                    deq("attention/linear_1").chunk(2)
-                back[f"{p}.cross_attn.out.weight"] = deq("attention/linear_2")
-    ref.load_state_dict(back, strict=False)
-    return ref
-
-
-@pytest.mark.parametrize("variant", ["float32", "float16", "int8"])
-def test_ct2_conversion_reproduces_whisper_forward(tmp_path, variant):
-    import whisper
-    model = tiny_whisper(seed=2)
-    ct2 = whisper_to_ct2(model, torch.float16 if variant == "float16" else torch.float32,
-                         int8=variant == "int8")
-    write_ct2(tmp_path / "model.bin", ct2, {"decoder/projection/weight": "decoder/embeddings/weight"})
-    assert cantor(["convert-whisper-ct2", str(tmp_path / "model.bin"), str(tmp_path / "out.pt")]) == 0
-    loaded = whisper.load_model(str(tmp_path / "out.pt"), device="cpu")
-    assert loaded.dims == model.dims
-    if variant == "float16":
-        ref = model.half().float()
-    elif variant == "int8":
-        ref = dequantised_copy(model, ct2)
-    else:
-        ref = model
-    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(noise(4.0, 6))))[None]
-    tokens = torch.tensor([[1, 5, 9, 33, 2]])
-    with torch.no_grad():
-        expected, got = ref(mel, tokens), loaded(mel, tokens)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-
-
-def test_ct2_rejects_foreign_files(tmp_path):
-    (tmp_path / "bad.bin").write_bytes(struct.pack("<I", 99) + b"\0" * 16)
-    assert cantor(["convert-whisper-ct2", str(tmp_path / "bad.bin"), str(tmp_path / "o.pt")]) == 1
-    v = whisper_to_ct2(tiny_whisper())
-    del v["encoder/layer_1/ffn/linear_1/bias"]
-    write_ct2(tmp_path / "partial.bin", v, {})
-    assert cantor(["convert-whisper-ct2", str(tmp_path / "partial.bin"), str(tmp_path / "o.pt")]) == 1
-    assert not (tmp_path / "o.pt").exists()
-
-
-def test_packaged_tiny_en_converts_and_transcribes(tmp_path, demo_data):
-    import whisper
-    from bins.convert_whisper_ct2 import packaged_model_bin
-    from utils.audio import load_audio
-    try:
-        model_bin = packaged_model_bin()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    assert model_bin.name == "model.bin"
-    assert cantor(["convert-whisper-ct2", str(tmp_path / "tiny.en.pt")]) == 0  # default: the package's
-    model = whisper.load_model(str(tmp_path / "tiny.en.pt"), device="cpu")
-    assert model.dims.n_vocab == 51864 and model.dims.n_audio_state == 384  # tiny.en
-    audio = load_audio(demo_data / "EN-Alto-2" / "en_breathy" / "speech.flac", SR)
-    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))[None]
-    # Greedy decoding in one pass (teacher forcing): at every step the most likely next token must be
-    # the next token of what whisper.decode transcribes for this clip.
-    tok = whisper.tokenizer.get_tokenizer(multilingual=False)
-    prompt = list(tok.sot_sequence_including_notimestamps)
-    target = tok.encode(" When I was young, I'd listen to the radio.") + [tok.eot]
-    with torch.no_grad():
-        logits = model(mel, torch.tensor([prompt + target[:-1]]))
-    predicted = logits[0, len(prompt) - 1:].argmax(-1).tolist()
-    assert tok.decode(predicted[:-1]) == " When I was young, I'd listen to the radio."
-    assert predicted == target
 
 
 # ----------------------------------------------------------------------------- ContentVec
