@@ -32,7 +32,8 @@ TINY = [
 
 
 class OracleNetwork(torch.nn.Module):
-    """A denoiser network F whose preconditioned output D(x; sigma) = c_skip x + c_out F is a
+    """A denoiser network F whose preconditioned output D(x; sigma) (c_skip x + c_out F, plus
+    (1 - c_skip) mu when the EDM is anchored to mu) is a
     chosen function ``output(x, sigma, mu)`` (sigma (B, 1, 1)): F inverts EDM's preconditioning,
     recovering sigma = exp(4 c_noise) and x = x_in / c_in. Use float64 inputs."""
 
@@ -43,9 +44,9 @@ class OracleNetwork(torch.nn.Module):
     def forward(self, x_in, c_noise, mu, mask):
         sigma = torch.exp(4.0 * c_noise).reshape(-1, 1, 1)
         x = x_in / self.edm.c_in(sigma)
-        c_out = self.edm.c_out(sigma)
-        f = (self.output(x, sigma, mu) - self.edm.c_skip(sigma) * x) / torch.where(c_out == 0, 1.0,
-                                                                                   c_out)
+        c_out, c_skip = self.edm.c_out(sigma), self.edm.c_skip(sigma)
+        skip = c_skip * x + (1.0 - c_skip) * mu if self.edm.anchor_to_mu else c_skip * x
+        f = (self.output(x, sigma, mu) - skip) / torch.where(c_out == 0, 1.0, c_out)
         return torch.where(c_out == 0, torch.zeros_like(f), f)
 
 

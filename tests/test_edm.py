@@ -70,6 +70,20 @@ def test_denoise_composes_the_preconditioning():
     torch.testing.assert_close(d, e.c_skip(s) * x + e.c_out(s))
 
 
+def test_anchor_to_mu_keeps_the_boundary_and_starts_at_mu():
+    e = EDM(anchor_to_mu=True)
+    zero = lambda x_in, c_noise, mu, mask: torch.zeros_like(x_in)  # noqa: E731  (untrained F)
+    x = torch.randn(1, 3, 4, dtype=torch.float64)
+    mu = torch.randn(1, 3, 4, dtype=torch.float64)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    torch.testing.assert_close(e.denoise(zero, x, e.sigma_min, mu, mask), x)  # D(x; sigma_min) = x
+    c_skip = e.c_skip(torch.tensor(80.0, dtype=torch.float64))
+    torch.testing.assert_close(e.denoise(zero, x, 80.0, mu, mask), c_skip * x + (1 - c_skip) * mu)
+    assert (e.denoise(zero, x, 80.0, mu, mask) - mu).abs().max() < 1e-3
+    plain = EDM().denoise(zero, x, 80.0, mu, mask)
+    assert plain.abs().max() < 1e-3  # Amphion's form starts at 0 instead
+
+
 def test_add_noise_has_mean_sigma_mu():
     y = torch.full((1, 2, 3), 0.5)
     mu = torch.full((1, 2, 3), -0.25)

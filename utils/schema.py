@@ -91,6 +91,9 @@ class ComoSVCConfig:
     rho: float = 7.0
     P_mean: float = -1.2
     P_std: float = 1.2
+    # Denoiser D = c_skip x + (1 - c_skip) mu + c_out F (models/svc/comosvc/edm.py): degrades to the
+    # coarse mel when briefly trained; off = Amphion's form.
+    anchor_to_mu: bool = False
     # Karras grid size used by distillation (N in Song et al. 2023).
     n_timesteps: int = 40
     ema_decay: float = 0.95
