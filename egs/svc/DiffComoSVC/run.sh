@@ -89,11 +89,13 @@ case "$stage" in
         [ $resume = 0 ] || args+=(--resume)
         [ -z "$resume_path" ] || args+=(--resume_from_ckpt_path "$resume_path")
         [ $distill = 0 ] || args+=(--set model.comosvc.distill=true)
-        launch=(--num_processes 1 --num_machines 1 --dynamo_backend no)
-        if [ -n "$gpu" ]; then
-            n=$(echo "$gpu" | tr ',' '\n' | grep -c .)
-            [ "$n" -le 1 ] || launch=(--multi_gpu --num_processes "$n" --num_machines 1 --dynamo_backend no)
-        fi
+        # accelerate launch gives each process one CPU thread unless told otherwise; share the cores.
+        n=1
+        [ -z "$gpu" ] || n=$(echo "$gpu" | tr ',' '\n' | grep -c .)
+        threads=$(( $(nproc) / n )); [ "$threads" -ge 1 ] || threads=1
+        launch=(--num_processes "$n" --num_machines 1 --dynamo_backend no
+                --num_cpu_threads_per_process "$threads")
+        [ "$n" -le 1 ] || launch+=(--multi_gpu)
         accelerate launch "${launch[@]}" bins/svc/train.py "${args[@]}"
         ;;
     3)
