@@ -41,15 +41,6 @@ class StubVocoder:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True, scope="module")
 def stub_vocoder():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models.vocoders, "load_vocoder", lambda cfg, device: StubVocoder())

@@ -37,15 +37,6 @@ BIGVGAN_MEL = {"sampling_rate": 24000, "num_mels": 100, "hop_size": 256, "n_fft"
                "win_size": 1024, "fmin": 0, "fmax": 12000}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small convolutions run many times slower with two threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def weight_normed_state(model: torch.nn.Module, parametrized: bool) -> dict:
     """The model's state dict as a weight-normed training run saves it, with the magnitudes g
     scaled at random (so a loader that ignores g, or folds it wrongly, gives other audio);
