@@ -81,7 +81,6 @@ def _key_shifts(values: list[str]) -> tuple[float | str, dict[str, float | str]]
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    import logging
     from pathlib import Path
 
     from tqdm import tqdm
@@ -93,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
     from utils.config import ConfigError, load_config, resolve_path
     from utils.schema import PreprocessConfig
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         preprocess = load_config(args.config).preprocess if args.config else PreprocessConfig()
         if args.sample_rate:

@@ -40,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bins.svc.inference import load_converter, setup_logging
-    setup_logging()
+    from bins.svc.inference import load_converter
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from models.svc.comosvc.inference import AUTOSHIFT, UnknownSingerError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # subcommand -> (module, one-line help)
@@ -34,16 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging() -> None:
+    """INFO lines with time and module, for every entry point (console and scripts)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def run_module(module) -> int:
     """Run one subcommand module as a script (``python bins/svc/train.py ...``, as run.sh does)."""
     parser = argparse.ArgumentParser(description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
-    return module.run(parser.parse_args()) or 0
+    args = parser.parse_args()
+    setup_logging()
+    return module.run(args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     return args._run(args) or 0
 
 

@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.audio import AUDIO_EXTENSIONS
+from utils.audio import AUDIO_EXTENSIONS, audio_files
 from utils.config import resolve_path
 from utils.io import load_json
 
@@ -42,11 +42,6 @@ class Conversion:
     path: Path
     source_name: str
     target: str
-
-
-def audio_files(folder: Path) -> list[Path]:
-    """Every audio file (utils.audio.AUDIO_EXTENSIONS) below ``folder``, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
 def find_conversions(output_dir: str | Path) -> list[Conversion]:

@@ -14,6 +14,12 @@ from utils.io import atomic_write
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 
+def audio_files(folder: str | Path) -> list[Path]:
+    """Every audio file (AUDIO_EXTENSIONS, any case) below ``folder``, recursively, sorted."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
 class AudioError(ValueError):
     """A file that cannot be used as audio; the message names the file and the reason."""
 

@@ -12,7 +12,6 @@ a test.json entry. Exit status: 0 all converted, 1 some sources failed (each nam
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -60,10 +59,10 @@ def audio_dir_sources(folder: Path) -> list[tuple[str, Path]]:
 
     Raises: ValueError if the folder is missing, holds no audio, or two files get the same name.
     """
-    from utils.audio import AUDIO_EXTENSIONS
+    from utils.audio import AUDIO_EXTENSIONS, audio_files
     if not folder.is_dir():
         raise ValueError(f"--infer_source_audio_dir: not a folder: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = audio_files(folder)
     if not files:
         raise ValueError(f"no {'/'.join(e[1:] for e in AUDIO_EXTENSIONS)} file below {folder}")
     sources: dict[str, Path] = {}
@@ -95,10 +94,6 @@ def json_file_sources(path: Path) -> list[tuple[str, Path]]:
              else resolve_path(p)) for e in entries]
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
 def load_converter(expt: str, config: str | None, overrides: list[str], device: str | None,
                    steps: int | None = None):
     """:class:`SVCConverter` of ``expt``; prints the error and returns None when it cannot load."""
@@ -115,7 +110,6 @@ def load_converter(expt: str, config: str | None, overrides: list[str], device: 
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging()
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from models.svc.comosvc.inference import UnknownSingerError, convert_sources

@@ -9,7 +9,6 @@ Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation) an
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -27,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from models.base.checkpoint import CheckpointError
     from models.base.dataset import DataError
     from models.svc.comosvc.trainer import ComoSVCTrainer
