@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from evaluation.report import format_table, write_tsv
     from evaluation.runner import EvalSettings, Evaluator, mean_row
     from processors.f0 import F0ExtractorUnavailable, check_f0_extractor
-    from utils.config import ConfigError, load_config, resolve_path
+    from utils.config import ConfigError, load_config
+    from utils.paths import resolve_path
     from utils.schema import PreprocessConfig
 
     try:

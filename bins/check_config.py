@@ -13,9 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.vocoders.formats import check_vocoder
     from utils.config import ConfigError, config_to_dict, load_config
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, check_datasets=True)
+        check_vocoder(cfg, args.config)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

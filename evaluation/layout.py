@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.audio import AUDIO_EXTENSIONS, audio_files
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.io import load_json
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Callable
 
 from preprocessors import custom, m4singer, opencpop, opensinger, svcc, vctk
 from preprocessors.common import MetadataError, Split
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.io import load_json, save_json
 from utils.schema import CantorConfig
 

@@ -1,4 +1,4 @@
-"""Stage 1 of the recipe: raw corpora -> training features under ``cfg.processed_dir``.
+"""Stage 1 of the recipe: raw corpora -> training features under ``cfg.preprocess.processed_dir``.
 
 For every dataset of ``cfg.dataset`` (all dataset paths and the pitch tracker are checked first, so a
 bad config fails before any work):
@@ -38,7 +38,7 @@ from processors.f0 import check_f0_extractor, uses_torch_model
 from processors.features import acoustic_features
 from processors.statistics import dataset_statistics
 from utils.audio import AudioError, load_audio
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.io import atomic_write, load_json, save_json, save_npy
 from utils.schema import CantorConfig, PreprocessConfig
 
@@ -247,7 +247,7 @@ def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: boo
     datasets = check_datasets(cfg)
     check_f0_extractor(cfg.preprocess)
     workers = resolve_workers(cfg.preprocess.num_workers if num_workers is None else num_workers)
-    processed = resolve_path(cfg.processed_dir)
+    processed = resolve_path(cfg.preprocess.processed_dir)
     summary = {}
     for name, (reader, root) in datasets.items():
         log.info("%s: reading %s", name, root)

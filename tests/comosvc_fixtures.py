@@ -14,18 +14,19 @@ from models.svc.comosvc.edm import EDM
 from models.svc.comosvc.model import ComoSVC
 from processors.features import acoustic_features
 from utils.audio import load_audio
-from utils.config import PROJECT_ROOT, load_config
+from utils.config import load_config
+from utils.paths import PROJECT_ROOT
 from utils.schema import CantorConfig
 
 DEMO_CONFIG = PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json"
 CLIP = "ZH-Alto-1/zh01/control.flac"
 TINY = [
     "preprocess.content_features=[]",
-    "model.condition_encoder.hidden_size=32",
+    "model.comosvc.input_dim=32",
     "model.condition_encoder.singer_table_size=4",
-    "model.encoder.n_layers=1",
-    "model.encoder.filter_channels=64",
-    "model.encoder.dropout=0.0",
+    "model.comosvc.n_layers=1",
+    "model.comosvc.filter_channels=64",
+    "model.comosvc.dropout=0.0",
     "model.comosvc.n_res_blocks=3",
     "model.comosvc.residual_channels=32",
 ]

@@ -68,22 +68,25 @@ def tiny_config(root: Path, frames: list[int] | None = None, overrides: list[str
     ComoSVC config (16 mels, 8-d whisper, 2 singers, hidden 16) over it, logging to ``root/logs``."""
     import json
 
-    from utils.config import PROJECT_ROOT, load_config
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
 
     frames = frames or [40, 25, 60, 33, 50, 45, 30, 38]
     if not (root / "processed" / "singers.json").exists():
         write_processed_dir(root / "processed", 16, {"whisper": 8}, 256, 22050, frames, n_test)
     cfg = {
         "base_config": str(PROJECT_ROOT / "config" / "comosvc.json"),
-        "dataset": [DATASET], "processed_dir": str(root / "processed"), "log_dir": str(root / "logs"),
-        "preprocess": {"n_mel": 16, "sample_rate": 22050, "content_features": ["whisper"]},
-        "model": {"condition_encoder": {"hidden_size": 16, "whisper_dim": 8, "singer_table_size": 4},
-                  "encoder": {"n_layers": 1, "filter_channels": 16},
-                  "comosvc": {"n_res_blocks": 2, "residual_channels": 16, "n_timesteps": 8}},
+        "dataset": [DATASET], "log_dir": str(root / "logs"),
+        "preprocess": {"processed_dir": str(root / "processed"), "n_mel": 16, "sample_rate": 22050,
+                       "content_features": ["whisper"]},
+        "model": {"condition_encoder": {"whisper_dim": 8, "singer_table_size": 4},
+                  "comosvc": {"input_dim": 16, "output_dim": 16, "n_layers": 1,
+                              "filter_channels": 16, "n_res_blocks": 2, "residual_channels": 16,
+                              "n_timesteps": 8}},
         "train": {"batch_size": 2, "max_frames": 32, "max_steps": 4, "log_every_steps": 1,
                   "valid_every_steps": 1000, "save_every_steps": 2, "keep_last": 2,
                   "dataloader_workers": 0, "valid_samples": 1},
-        "inference": {"inference_steps": 2},
+        "inference": {"comosvc": {"inference_steps": 2}},
         "vocoder": {"type": "griffin_lim"},
     }
     path = root / "config.json"

@@ -12,7 +12,8 @@ from models.svc.comosvc.model import ComoSVC, build_model, count_parameters
 from modules.encoder.condition_encoder import quantise_f0
 from tests.comosvc_fixtures import (overfitted_teacher, random_batch, real_clip, repeat,
                                     tiny_config, train)
-from utils.config import PROJECT_ROOT, ConfigError, load_config
+from utils.config import ConfigError, load_config
+from utils.paths import PROJECT_ROOT
 
 WITH_CONTENT = ["preprocess.content_features=['whisper', 'contentvec']",
                 "model.condition_encoder.whisper_dim=12",
@@ -121,12 +122,12 @@ def test_condition_encoder_errors():
 
 
 @pytest.mark.parametrize("override, key", [
-    ("model.encoder.n_heads=5", "model.encoder.n_heads"),
-    ("model.encoder.kernel_size=4", "model.encoder.kernel_size"),
+    ("model.comosvc.n_heads=5", "model.comosvc.n_heads"),
+    ("model.comosvc.kernel_size=4", "model.comosvc.kernel_size"),
     ("model.comosvc.sigma_min=90", "model.comosvc.sigma_min"),
     ("model.comosvc.ema_decay=1.0", "model.comosvc.ema_decay"),
     ("model.comosvc.n_timesteps=1", "model.comosvc.n_timesteps"),
-    ("inference.inference_steps=0", "inference.inference_steps"),
+    ("inference.comosvc.inference_steps=0", "inference.comosvc.inference_steps"),
 ])
 def test_bad_model_config_values_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

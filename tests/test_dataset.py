@@ -24,8 +24,8 @@ def _dataset(cfg, split="train", random_crop=True):
 
 
 def _raw(cfg, uid, folder):
-    from utils.config import resolve_path
-    return np.load(resolve_path(cfg.processed_dir) / DATASET / folder / f"{uid}.npy")
+    from utils.paths import resolve_path
+    return np.load(resolve_path(cfg.preprocess.processed_dir) / DATASET / folder / f"{uid}.npy")
 
 
 def _crop_start(raw_energy, energy):

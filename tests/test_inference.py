@@ -19,7 +19,8 @@ from models.base.checkpoint import FORMAT, save_checkpoint
 from models.base.inference import Chunk, CrossfadeJoiner, plan_chunks
 from processors.pitch_shift import autoshift_semitones, clamp_f0, shift_f0, voiced_median
 from utils.audio import load_audio, save_wav
-from utils.config import PROJECT_ROOT, config_to_dict, load_config
+from utils.config import config_to_dict, load_config
+from utils.paths import PROJECT_ROOT
 
 SR = 22050  # the demo recipe's rate
 HOP = 256
@@ -139,13 +140,13 @@ def _write_hifigan(folder: Path) -> Path:
 
 def _tiny_config(root: Path, *extra: str):
     return load_config(PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json", [
-        "model.condition_encoder.hidden_size=32", "model.condition_encoder.singer_table_size=4",
-        "model.condition_encoder.whisper_dim=16", "model.encoder.n_layers=1",
-        "model.encoder.filter_channels=64", "model.comosvc.n_res_blocks=2",
+        "model.comosvc.input_dim=32", "model.condition_encoder.singer_table_size=4",
+        "model.condition_encoder.whisper_dim=16", "model.comosvc.n_layers=1",
+        "model.comosvc.filter_channels=64", "model.comosvc.n_res_blocks=2",
         "model.comosvc.residual_channels=32", "preprocess.content_features=['whisper']",
         f"preprocess.whisper_path={root / 'whisper.pt'}", "vocoder.type=hifigan",
         f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "inference.chunk_seconds=1.2",
-        "inference.chunk_overlap=0.2", "inference.inference_steps=1", *extra])
+        "inference.chunk_overlap=0.2", "inference.comosvc.inference_steps=1", *extra])
 
 
 def _write_experiment(exp: Path, root: Path, clip: np.ndarray, student: bool) -> None:
@@ -266,14 +267,14 @@ def test_student_is_learned_from_the_checkpoint(setup, caplog):
     root, clip = setup
     # The user's config says teacher (distill false) with another encoder depth and 7 student
     # steps; the checkpoint decides the model, the user the inference settings.
-    user = _tiny_config(root, "model.encoder.n_layers=3", "inference.student_inference_steps=3")
+    user = _tiny_config(root, "model.comosvc.n_layers=3", "inference.comosvc.student_inference_steps=3")
     with caplog.at_level(logging.WARNING):
         student = SVCConverter.from_experiment(root / "student", "cpu", user,
-                                               ["model.encoder.n_layers=5"])
+                                               ["model.comosvc.n_layers=5"])
     assert student.student and student.steps == 3
-    assert student.cfg.model.encoder.n_layers == 1
-    assert "differs from the checkpoint's in model.encoder.n_layers" in caplog.text
-    assert "--set model.encoder.n_layers=5 ignored" in caplog.text
+    assert student.cfg.model.comosvc.n_layers == 1
+    assert "differs from the checkpoint's in model.comosvc.n_layers" in caplog.text
+    assert "--set model.comosvc.n_layers=5 ignored" in caplog.text
     result = student.convert(clip[:SR], "demo_B", 0)
     assert result.wav.shape == (SR,) and np.all(np.isfinite(result.wav))
 

@@ -155,7 +155,7 @@ def test_custom_empty_tree_describes_the_layout(tmp_path):
 
 
 def cfg_with(tmp_path: Path, **kw):
-    return config_from_dict({"processed_dir": str(tmp_path / "processed"),
+    return config_from_dict({"preprocess": {"processed_dir": str(tmp_path / "processed")},
                              "vocoder": {"type": "griffin_lim"}, **kw})
 
 

@@ -63,11 +63,11 @@ def recipe(tmp_path_factory, demo_data):
     config.write_text(json.dumps({
         "base_config": str(DEMO_CONFIG),
         "dataset_path": {"gtsinger_demo": str(corpus)},
-        "processed_dir": str(work / "processed"),
+        "preprocess": {"processed_dir": str(work / "processed")},
         "log_dir": str(work / "ckpts"),
         "train": {"max_steps": TEACHER_STEPS, "batch_size": 8, "max_frames": 128, "valid_every_steps": TEACHER_STEPS,
                   "save_every_steps": TEACHER_STEPS, "valid_samples": 1},
-        "inference": {"inference_steps": 8},
+        "inference": {"comosvc": {"inference_steps": 8}},
     }))
     run_sh("--stage", "1", "--config", str(config), "--num_workers", "2", cwd=work)
     run_sh("--stage", "2", "--config", str(config), "--name", "teacher", cwd=work)

@@ -51,9 +51,10 @@ def corpus(tmp_path) -> Path:
 
 def make_cfg(tmp_path: Path, root: Path, **extra):
     data = {"dataset": ["synth"], "dataset_path": {"synth": str(root)}, "dataset_type": {"synth": "custom"},
-            "processed_dir": str(tmp_path / "processed"), "vocoder": {"type": "griffin_lim"},
-            "preprocess": {"sample_rate": 22050, "n_mel": 80, "fmax": 8000, "content_features": [],
-                           "num_workers": 2}}
+            "vocoder": {"type": "griffin_lim"},
+            "preprocess": {"processed_dir": str(tmp_path / "processed"), "sample_rate": 22050,
+                           "n_mel": 80, "fmax": 8000, "content_features": [], "num_workers": 2},
+            "model": {"comosvc": {"output_dim": 80}}}
     for key, value in extra.items():
         data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.update({key: value})
     return config_from_dict(data)
@@ -147,7 +148,8 @@ def test_changed_settings_invalidate_existing_features(tmp_path, corpus):
     after = feature_files(out)
     assert set(after) == set(before) and all(after[p] != before[p] for p in before)
     assert json.loads((out / "acoustic_settings.json").read_text())["f0_extractor"] == "dio"
-    run_stage1(make_cfg(tmp_path, corpus, preprocess={"num_workers": 1, "n_mel": 64}))
+    run_stage1(make_cfg(tmp_path, corpus, preprocess={"num_workers": 1, "n_mel": 64},
+                        model={"comosvc": {"output_dim": 64}}))
     assert np.load(out / "mels" / "tenor_s1_take.npy").shape[0] == 64
     assert len(json.loads((out / "statistics.json").read_text())["mel_min"]) == 64
 
@@ -155,8 +157,8 @@ def test_changed_settings_invalidate_existing_features(tmp_path, corpus):
 def test_bad_dataset_path_fails_before_any_work(tmp_path, corpus):
     cfg = config_from_dict({
         "dataset": ["synth", "opencpop"], "dataset_path": {"synth": str(corpus), "opencpop": "<path>"},
-        "dataset_type": {"synth": "custom"}, "processed_dir": str(tmp_path / "processed"),
-        "vocoder": {"type": "griffin_lim"}})
+        "dataset_type": {"synth": "custom"},
+        "preprocess": {"processed_dir": str(tmp_path / "processed")}, "vocoder": {"type": "griffin_lim"}})
     with pytest.raises(MetadataError, match="dataset_path.opencpop"):
         run_stage1(cfg)
     assert not (tmp_path / "processed").exists()
@@ -191,7 +193,7 @@ def test_cli_on_demo_singers(tmp_path, demo_data, capsys):
     config.write_text(json.dumps({
         "base_config": str(Path(__file__).resolve().parent.parent / "egs/svc/DiffComoSVC/exp_config_demo.json"),
         "dataset": ["demo"], "dataset_path": {"demo": str(root)}, "dataset_type": {"demo": "custom"},
-        "processed_dir": str(tmp_path / "processed")}))
+        "preprocess": {"processed_dir": str(tmp_path / "processed")}}))
     args = argparse.Namespace(config=str(config), num_workers=2, overwrite=False,
                               overrides=["preprocess.content_features=[]"])
     assert preprocess_cli.run(args) == 0

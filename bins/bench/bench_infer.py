@@ -1,6 +1,6 @@
 """Benchmark of stage 3: real-time factor (processing seconds per second of audio) of converting a
 demo song, by stage (features: F0, energy and content features; acoustic model; vocoder),
-teacher (``inference.inference_steps``) vs one-step student.
+teacher (``inference.comosvc.inference_steps``) vs one-step student.
 
     python bins/bench/bench_infer.py [--seconds 60] [--config egs/svc/DiffComoSVC/exp_config_demo.json]
         [--teacher EXP] [--student EXP] [--device cpu]

@@ -27,7 +27,8 @@ import numpy as np
 from processors.f0 import F0ExtractorUnavailable, check_f0_extractor, extract_f0
 from processors.mel import mel_and_energy
 from utils.audio import load_audio
-from utils.config import PROJECT_ROOT as ROOT, load_config
+from utils.config import load_config
+from utils.paths import PROJECT_ROOT as ROOT
 from utils.schema import PreprocessConfig
 
 EXTRACTORS = ("parselmouth", "dio", "harvest", "pyin", "crepe_full", "crepe_tiny", "fcpe")

@@ -32,13 +32,14 @@ def _one_run(args: argparse.Namespace) -> dict:
     from models.svc.comosvc.model import count_parameters
     from models.svc.comosvc.trainer import ComoSVCTrainer
     from tests.synthetic_processed import DATASET, write_processed_dir
-    from utils.config import PROJECT_ROOT, load_config
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
 
     if args.threads:
         torch.set_num_threads(args.threads)
     (which,) = args.which
     work = Path(args.work)
-    sets = [f"processed_dir={work / 'processed'}", f"log_dir={work / 'logs'}",
+    sets = [f"preprocess.processed_dir={work / 'processed'}", f"log_dir={work / 'logs'}",
             f"dataset=['{DATASET}']", "train.valid_every_steps=1000000000",
             "train.save_every_steps=1000000000", "train.log_every_steps=1",
             f"train.max_steps={args.warmup + args.steps}", "train.dataloader_workers=0"]

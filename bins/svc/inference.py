@@ -80,7 +80,7 @@ def json_file_sources(path: Path) -> list[tuple[str, Path]]:
 
     Raises: ValueError for a missing or malformed file.
     """
-    from utils.config import resolve_path
+    from utils.paths import resolve_path
     from utils.io import load_json
     try:
         entries = load_json(path)

@@ -34,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from preprocessors.common import MetadataError
     from processors.f0 import F0ExtractorUnavailable
     from processors.stage1 import run_stage1
+    from models.vocoders.formats import check_vocoder
     from utils.config import ConfigError, load_config
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, check_datasets=True)
+        check_vocoder(cfg, args.config)
         summary = run_stage1(cfg, num_workers=args.num_workers, overwrite=args.overwrite)
     except (ConfigError, MetadataError, F0ExtractorUnavailable) as e:
         print(f"preprocess: {e}", file=sys.stderr)

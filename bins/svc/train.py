@@ -29,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from models.base.checkpoint import CheckpointError
     from models.base.dataset import DataError
     from models.svc.comosvc.trainer import ComoSVCTrainer
+    from models.vocoders.formats import check_vocoder
     from utils.config import ConfigError, load_config
     try:
         cfg = load_config(args.config, args.overrides)
+        check_vocoder(cfg, args.config)
         trainer = ComoSVCTrainer(cfg, args.exp_name, resume=args.resume,
                                  resume_from=args.resume_from_ckpt_path, resume_type=args.resume_type)
     except (ConfigError, DataError, CheckpointError) as e:

@@ -14,8 +14,8 @@ temporary sibling and renamed into place, so a run killed mid-save never leaves 
 
 - ``"format"``: :data:`FORMAT`.
 - ``"student"``: bool. False: ``"model"`` is a diffusion teacher (sample with the EDM sampler,
-  ``inference.inference_steps``); True: a consistency-distilled student (``ComoSVC.sample(...,
-  student=True)``, ``inference.student_inference_steps``).
+  ``inference.comosvc.inference_steps``); True: a consistency-distilled student (``ComoSVC.sample(...,
+  student=True)``, ``inference.comosvc.student_inference_steps``).
 - ``"model"``: ``ComoSVC(config)`` state dict (``export_state_dict()``; for a student its decoder is
   the EMA target decoder), loadable into a freshly built ``models.svc.comosvc.model.ComoSVC``.
 - ``"config"``: the merged config as a plain dict (``utils.config.config_from_dict`` rebuilds it).

@@ -1,7 +1,7 @@
 """Training data of stage 2: the stage 1 features of every dataset in ``cfg.dataset``, as random crops
 of min-max normalised mels with their aligned per-frame features, batched by length.
 
-Reads, under ``cfg.processed_dir`` (layout: the stage 1 contract):
+Reads, under ``cfg.preprocess.processed_dir`` (layout: the stage 1 contract):
 ``singers.json`` (one global singer table), ``<dataset>/{train,test}.json``,
 ``<dataset>/statistics.json`` (per-bin ``mel_min``/``mel_max``, ``log_energy_min/max``) and per
 utterance ``<dataset>/{mels,pitches,uvs,energys,<content feature>}/<Uid>.npy``.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.io import load_json
 from utils.schema import CantorConfig
 
@@ -51,7 +51,7 @@ def load_singers(cfg: CantorConfig) -> dict[str, int]:
         DataError: the file is missing or malformed, or an id does not fit
             ``model.condition_encoder.singer_table_size``.
     """
-    path = resolve_path(cfg.processed_dir) / "singers.json"
+    path = resolve_path(cfg.preprocess.processed_dir) / "singers.json"
     singers = _read_json(path, "singer table")
     if not isinstance(singers, dict) or not all(isinstance(v, int) for v in singers.values()):
         raise DataError(f"{path}: expected an object of singer name -> integer id")
@@ -69,7 +69,7 @@ def load_statistics(cfg: CantorConfig) -> dict[str, dict]:
     Raises:
         DataError: a file is missing, or its mel_min/mel_max do not have n_mel entries.
     """
-    root = resolve_path(cfg.processed_dir)
+    root = resolve_path(cfg.preprocess.processed_dir)
     stats = {}
     for name in cfg.dataset:
         path = root / name / "statistics.json"
@@ -128,7 +128,7 @@ class SVCDataset(Dataset):
         self.max_frames = cfg.train.max_frames
         self.seed = cfg.train.seed
         self.epoch = 0
-        self.root = resolve_path(cfg.processed_dir)
+        self.root = resolve_path(cfg.preprocess.processed_dir)
         enc = cfg.model.condition_encoder
         self.content_dims = {}
         for name in cfg.preprocess.content_features:

@@ -1,13 +1,13 @@
 """Learning-rate schedule of stage 2, from ``cfg.train.scheduler``.
 
-The rate for optimizer step s (0-based) is ``train.learning_rate * factor(s)``:
+The rate for optimizer step s (0-based) is ``train.adamw.lr * factor(s)``:
 
 - warm-up: ``factor = (s + 1) / warmup_steps`` while ``s < warmup_steps``; then, with
   ``t = s - warmup_steps``,
 - ``none``: 1;
 - ``exponential``: ``gamma ** t`` (lr multiplied by gamma every step);
-- ``cosine``: ``m + (1 - m) * (1 + cos(pi * min(t, T) / T)) / 2`` with ``m = min_lr / learning_rate``
-  and ``T = train.max_steps - warmup_steps``: a half cosine from learning_rate down to min_lr at
+- ``cosine``: ``m + (1 - m) * (1 + cos(pi * min(t, T) / T)) / 2`` with ``m = min_lr / train.adamw.lr``
+  and ``T = train.max_steps - warmup_steps``: a half cosine from train.adamw.lr down to min_lr at
   max_steps (Loshchilov & Hutter 2017, SGDR, without restarts).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from utils.schema import TrainConfig
 
 
 def lr_factor(step: int, train: TrainConfig) -> float:
-    """Multiplier of ``train.learning_rate`` at optimizer step ``step`` (module doc)."""
+    """Multiplier of ``train.adamw.lr`` at optimizer step ``step`` (module doc)."""
     sch = train.scheduler
     if step < sch.warmup_steps:
         return (step + 1) / sch.warmup_steps
@@ -29,7 +29,7 @@ def lr_factor(step: int, train: TrainConfig) -> float:
     if sch.type == "exponential":
         return sch.gamma ** t
     if sch.type == "cosine":
-        floor = sch.min_lr / train.learning_rate
+        floor = sch.min_lr / train.adamw.lr
         span = max(train.max_steps - sch.warmup_steps, 1)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
     return 1.0

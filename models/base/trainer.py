@@ -40,41 +40,12 @@ from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, Checkpoi
 from models.base.dataset import (DataError, LengthGroupedBatchSampler, SVCDataset, collate,
                                  denormalize_mel, load_singers, load_statistics)
 from models.base.scheduler import build_scheduler
-from utils.config import ConfigError, config_to_dict, resolve_path
+from utils.config import ConfigError, config_to_dict
+from utils.paths import resolve_path
 from utils.io import save_json
 from utils.schema import CantorConfig
 
 log = logging.getLogger(__name__)
-
-
-def check_train_config(cfg: CantorConfig) -> None:
-    """Reject training settings the loop cannot honour.
-
-    Raises:
-        ConfigError: naming the key and the value, e.g. ``train.batch_size must be >= 1, got 0``.
-    """
-    t = cfg.train
-    at_least = {"batch_size": 1, "gradient_accumulation_steps": 1, "max_steps": 1, "max_frames": 1,
-                "log_every_steps": 1, "valid_every_steps": 1, "save_every_steps": 1,
-                "keep_last": 0, "valid_samples": 0, "dataloader_workers": 0}
-    for key, low in at_least.items():
-        if getattr(t, key) < low:
-            raise ConfigError(f"train.{key} must be >= {low}, got {getattr(t, key)}")
-    if t.max_epochs == 0 or t.max_epochs < -1:
-        raise ConfigError(f"train.max_epochs must be -1 (no limit) or >= 1, got {t.max_epochs}")
-    if not t.learning_rate > 0:
-        raise ConfigError(f"train.learning_rate must be > 0, got {t.learning_rate}")
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
-    if t.scheduler.warmup_steps < 0:
-        raise ConfigError(f"train.scheduler.warmup_steps must be >= 0, got {t.scheduler.warmup_steps}")
-    if t.scheduler.type == "exponential" and not 0 < t.scheduler.gamma <= 1:
-        raise ConfigError(f"train.scheduler.gamma must be in (0, 1], got {t.scheduler.gamma}")
-    if t.scheduler.type == "cosine" and not 0 <= t.scheduler.min_lr <= t.learning_rate:
-        raise ConfigError(f"train.scheduler.min_lr must be in [0, train.learning_rate], "
-                          f"got {t.scheduler.min_lr}")
-    if not cfg.dataset:
-        raise ConfigError("dataset is empty: name the datasets to train on")
 
 
 class _LossForward(nn.Module):
@@ -100,7 +71,7 @@ class BaseTrainer:
         resume_type: "resume" (model, optimizer, scheduler, step, data position, RNG) or
             "finetune" (model weights only; a fresh run from step 0).
     Raises:
-        ConfigError: a bad training setting (:func:`check_train_config`).
+        ConfigError: no dataset to train on, or a bad resume_type.
         models.base.dataset.DataError: unusable stage 1 output.
         CheckpointError: nothing to resume from, or a checkpoint of the wrong kind.
     """
@@ -110,7 +81,8 @@ class BaseTrainer:
 
     def __init__(self, cfg: CantorConfig, exp_name: str, resume: bool = False,
                  resume_from: str | Path | None = None, resume_type: str = "resume"):
-        check_train_config(cfg)
+        if not cfg.dataset:
+            raise ConfigError("dataset is empty: name the datasets to train on")
         if resume_type not in ("resume", "finetune"):
             raise ConfigError(f"resume_type must be resume or finetune, got {resume_type!r}")
         self.cfg = cfg
@@ -138,8 +110,8 @@ class BaseTrainer:
         self.model.to(self.acc.device)
         params = list(self.model.trainable_parameters())
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, betas=tuple(t.betas),
-                                           weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=t.adamw.lr, betas=tuple(t.adamw.betas),
+                                           eps=t.adamw.eps, weight_decay=t.adamw.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, t)
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self._rng = None
@@ -186,7 +158,7 @@ class BaseTrainer:
         cfg, acc = self.cfg, self.acc
         self.train_set = SVCDataset(cfg, "train", True, self.singers, self.statistics)
         if len(self.train_set) == 0:
-            raise DataError(f"no training utterances in {resolve_path(cfg.processed_dir)} for "
+            raise DataError(f"no training utterances in {resolve_path(cfg.preprocess.processed_dir)} for "
                             f"datasets {cfg.dataset}")
         self.sampler = LengthGroupedBatchSampler(self.train_set.lengths, cfg.train.batch_size,
                                                  cfg.train.seed, True, acc.num_processes,
@@ -225,7 +197,7 @@ class BaseTrainer:
                                   f"{str(self.student).lower()}")
         if state["singers"] != self.singers:
             log.warning("the singer table of %s differs from %s/singers.json; ids may now name "
-                        "other singers", path, self.cfg.processed_dir)
+                        "other singers", path, self.cfg.preprocess.processed_dir)
         self._load_state_dict(self.model, state["training"]["model"], path)
 
     def _load_training_state(self, state: dict, path: Path) -> None:

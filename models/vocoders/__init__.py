@@ -33,9 +33,9 @@ def load_vocoder(cfg, device="cpu"):
     """
     import warnings
 
-    from models.vocoders.formats import BIGVGAN_HELP, MelSettings, bigvgan_files, hifigan_files
+    from models.vocoders.formats import (BIGVGAN_HELP, MelSettings, bigvgan_files, check_vocoder,
+                                         hifigan_files)
     from models.vocoders.vocoder import PreviewVocoderWarning, Vocoder
-    from utils.config import check_vocoder
 
     check_vocoder(cfg)
     kind, iters = cfg.vocoder.type, cfg.vocoder.griffin_lim_iters

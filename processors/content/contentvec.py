@@ -86,7 +86,7 @@ class ContentVecExtractor(ContentExtractor):
     @classmethod
     def from_config(cls, pcfg: PreprocessConfig, device: str | torch.device) -> "ContentVecExtractor":
         """Load ``pcfg.contentvec_path`` (resolved from the project root); errors as load_contentvec."""
-        from utils.config import resolve_path
+        from utils.paths import resolve_path
         model, proj = load_contentvec(resolve_path(pcfg.contentvec_path), pcfg.contentvec_final_proj)
         return cls(model, proj, pcfg, device)
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from processors.content import check_content_dims, load_content_extractors
 from processors.content.base import CONTENT_SAMPLE_RATE
 from utils.audio import AudioError, load_audio
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.io import save_npy
 from utils.schema import CantorConfig
 

@@ -78,7 +78,7 @@ class WhisperExtractor(ContentExtractor):
     @classmethod
     def from_config(cls, pcfg: PreprocessConfig, device: str | torch.device) -> "WhisperExtractor":
         """Load ``pcfg.whisper_path`` (resolved from the project root); errors as load_whisper_encoder."""
-        from utils.config import resolve_path
+        from utils.paths import resolve_path
         return cls(load_whisper_encoder(resolve_path(pcfg.whisper_path)), pcfg, device)
 
     @torch.inference_mode()

@@ -148,11 +148,11 @@ class ComoSVCDistiller(nn.Module):
                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Consistency sampling with the target network.
 
-        Args: batch as for ComoSVC.sample; steps (default inference.student_inference_steps).
+        Args: batch as for ComoSVC.sample; steps (default inference.comosvc.student_inference_steps).
         Returns: {"mel", "mu"} (B, n_mel, T) normalised, zero on padded frames.
         """
         mu = self.teacher.encode(batch)
-        steps = self.cfg.inference.student_inference_steps if steps is None else steps
+        steps = self.cfg.inference.comosvc.student_inference_steps if steps is None else steps
         mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator)
         return {"mel": mel, "mu": mu}
 

@@ -4,8 +4,8 @@ A source song goes through the training front end (processors/features.py: energ
 mel frames; processors/content: the content features named in the checkpoint's config), its F0 is
 key-shifted (processors/pitch_shift.py) and clamped into the model's range, the song is cut at quiet
 points into chunks of at most ``inference.chunk_seconds`` (models/base/inference.py), each batch of
-chunks goes through the acoustic model (teacher: EDM sampler, ``inference.inference_steps``;
-student: consistency sampling, ``inference.student_inference_steps``), the normalised mels are
+chunks goes through the acoustic model (teacher: EDM sampler, ``inference.comosvc.inference_steps``;
+student: consistency sampling, ``inference.comosvc.student_inference_steps``), the normalised mels are
 de-normalised with the target singer's dataset statistics (per-bin mel_min/mel_max), vocoded, and
 the chunks are joined with a crossfade. Output audio has exactly the input's length, at the model's
 sample rate.
@@ -190,7 +190,7 @@ class SVCConverter:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: torch sees no CUDA GPU here; use cpu")
         self.student = bool(checkpoint["student"])
-        inf = cfg.inference
+        inf = cfg.inference.comosvc
         self.steps = steps if steps is not None else (
             inf.student_inference_steps if self.student else inf.inference_steps)
         if self.steps < 1:
@@ -226,7 +226,7 @@ class SVCConverter:
         log.info("loaded %s (%s, step %d): %d singers, %d %s steps on %s", file,
                  "consistency-distilled student" if converter.student else "diffusion teacher",
                  checkpoint["step"], len(converter.singers), converter.steps,
-                 "consistency" if converter.student else cfg.inference.sampler, converter.device)
+                 "consistency" if converter.student else cfg.inference.comosvc.sampler, converter.device)
         return converter
 
     # --- target singer -----------------------------------------------------------------------

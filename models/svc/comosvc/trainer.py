@@ -18,7 +18,8 @@ from models.base.checkpoint import CheckpointError, load_checkpoint, resolve_che
 from models.base.dataset import energy_range
 from models.base.trainer import BaseTrainer
 from models.svc.comosvc.model import build_model
-from utils.config import ConfigError, resolve_path
+from utils.config import ConfigError
+from utils.paths import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ComoSVCTrainer(BaseTrainer):
                                   f"distil from a teacher checkpoint")
         if state["singers"] != self.singers:
             raise CheckpointError(f"the teacher {teacher} was trained with another singer table than "
-                                  f"{resolve_path(cfg.processed_dir) / 'singers.json'}; distil on the "
+                                  f"{resolve_path(cfg.preprocess.processed_dir) / 'singers.json'}; distil on the "
                                   f"teacher's processed data")
         try:
             model = build_model(cfg, teacher_state_dict=state["model"])
