@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from bins.svc.inference import load_converter
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from models.svc.comosvc.inference import AUTOSHIFT, UnknownSingerError
+    from models.base.converter import AUTOSHIFT, UnknownSingerError
     from utils.audio import save_wav
     converter = load_converter(args.model, None, args.overrides, args.device, args.steps)
     if converter is None:
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {msg}", file=sys.stderr)
         return 1
     save_wav(out, result.wav, result.sample_rate)
-    kind = "student" if converter.student else "teacher"
-    print(f"{song} -> {out} ({args.singer}, key shift {result.key_shift:+g} semitones, {kind}, "
-          f"{converter.steps} steps, {converter.device}): {converter.timings.summary()}")
+    print(f"{song} -> {out} ({args.singer}, key shift {result.key_shift:+g} semitones, "
+          f"{converter.describe()}, {converter.device}): {converter.timings.summary()}")
     return 0
 
 

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from models.svc.comosvc.model import ComoSVC, build_model, count_parameters
+from models.svc.comosvc.distiller import build_model
+from models.svc.comosvc.model import ComoSVC, count_parameters
 from modules.encoder.condition_encoder import quantise_f0
 from tests.comosvc_fixtures import (overfitted_teacher, random_batch, real_clip, repeat,
                                     tiny_config, train)

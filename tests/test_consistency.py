@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.svc.comosvc.consistency import ComoSVCDistiller, consistency_sample
+from models.svc.comosvc.consistency import consistency_sample
+from models.svc.comosvc.distiller import ComoSVCDistiller, build_model
 from models.svc.comosvc.edm import karras_sigmas
-from models.svc.comosvc.model import ComoSVC, build_model
+from models.svc.comosvc.model import ComoSVC
 from tests.comosvc_fixtures import (OracleNetwork, overfitted_teacher, random_batch, real_clip,
                                     repeat, tiny_config, train)
 from utils.config import ConfigError

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from models.base.checkpoint import FORMAT, save_checkpoint
-from models.base.inference import Chunk, CrossfadeJoiner, plan_chunks
+from models.base.chunking import Chunk, CrossfadeJoiner, plan_chunks
 from processors.pitch_shift import autoshift_semitones, clamp_f0, shift_f0, voiced_median
 from utils.audio import load_audio, save_wav
 from utils.config import config_to_dict, load_config
@@ -185,9 +185,9 @@ def setup(tmp_path_factory, demo_data):
 
 @pytest.fixture(scope="module")
 def teacher(setup):
-    from models.svc.comosvc.inference import SVCConverter
+    from models.svc.comosvc.inference import ComoSVCConverter
     root, _ = setup
-    return SVCConverter.from_experiment(root / "teacher", "cpu")
+    return ComoSVCConverter.from_experiment(root / "teacher", "cpu")
 
 
 def test_end_to_end_length_and_joins(teacher, setup):
@@ -219,7 +219,7 @@ def test_silent_input_gives_silence_of_the_same_length(teacher):
 
 def test_unknown_singer_error_lists_the_known_ones(teacher, setup, capsys):
     from bins import infer
-    from models.svc.comosvc.inference import UnknownSingerError
+    from models.base.converter import UnknownSingerError
     with pytest.raises(UnknownSingerError, match="demo_A, demo_B"):
         teacher.check_target("nobody")
     root, _ = setup
@@ -263,13 +263,13 @@ def test_stage3_unreadable_source_fails_alone(setup, tmp_path, capsys):
 
 
 def test_student_is_learned_from_the_checkpoint(setup, caplog):
-    from models.svc.comosvc.inference import SVCConverter
+    from models.svc.comosvc.inference import ComoSVCConverter
     root, clip = setup
     # The user's config says teacher (distill false) with another encoder depth and 7 student
     # steps; the checkpoint decides the model, the user the inference settings.
     user = _tiny_config(root, "model.comosvc.n_layers=3", "inference.comosvc.student_inference_steps=3")
     with caplog.at_level(logging.WARNING):
-        student = SVCConverter.from_experiment(root / "student", "cpu", user,
+        student = ComoSVCConverter.from_experiment(root / "student", "cpu", user,
                                                ["model.comosvc.n_layers=5"])
     assert student.student and student.steps == 3
     assert student.cfg.model.comosvc.n_layers == 1

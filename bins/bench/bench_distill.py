@@ -48,16 +48,16 @@ def main() -> None:
 
     from evaluation.mcd import mel_cepstral_distortion
     from models.base.dataset import denormalize_mel
-    from models.base.inference import Chunk
-    from models.svc.comosvc.inference import SVCConverter
+    from models.base.chunking import Chunk
+    from models.svc.comosvc.inference import ComoSVCConverter
     from processors.content import CONTENT_SAMPLE_RATE
     from processors.features import acoustic_features
     from utils.audio import load_audio
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    teacher = SVCConverter.from_experiment(args.teacher, device="cpu")
-    student = SVCConverter.from_experiment(args.student, device="cpu")
+    teacher = ComoSVCConverter.from_experiment(args.teacher, device="cpu")
+    student = ComoSVCConverter.from_experiment(args.student, device="cpu")
     if teacher.student or not student.student:
         raise SystemExit("--teacher must hold a teacher and --student a distilled student")
     cfg = teacher.cfg.preprocess
@@ -88,7 +88,7 @@ def main() -> None:
     dec_teacher, dec_student = t_teacher - t_enc, t_student - t_enc
     l1 = lambda a, b: float((a - b).abs().mean())  # noqa: E731
 
-    stats = teacher._singer_statistics(singer)[0]
+    stats = teacher.singer_statistics(singer)[0]
     lo = torch.tensor(stats["mel_min"]); hi = torch.tensor(stats["mel_max"])
     vocode = lambda m: teacher.vocoder(denormalize_mel(m, lo, hi)).numpy()[0]  # noqa: E731
     wav_t, wav_s, wav_1 = vocode(t_mel), vocode(s_mel), vocode(t1_mel)

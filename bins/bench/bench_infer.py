@@ -86,7 +86,7 @@ def main() -> int:
 
     import torch
 
-    from models.svc.comosvc.inference import SVCConverter
+    from models.svc.comosvc.inference import ComoSVCConverter
     from utils.config import load_config
 
     logging.basicConfig(level=logging.WARNING)
@@ -102,7 +102,7 @@ def main() -> int:
             "teacher": args.teacher or random_experiment(cfg, song, Path(tmp) / "t", False),
             "student": args.student or random_experiment(cfg, song, Path(tmp) / "s", True)}
         for kind, exp in experiments.items():
-            converter = SVCConverter.from_experiment(exp, args.device)
+            converter = ComoSVCConverter.from_experiment(exp, args.device)
             singer = next(iter(converter.singers))
             converter.convert(song[:2 * sr], singer, 0, name="warm-up")
             converter.timings = type(converter.timings)()

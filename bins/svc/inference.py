@@ -96,14 +96,14 @@ def json_file_sources(path: Path) -> list[tuple[str, Path]]:
 
 def load_converter(expt: str, config: str | None, overrides: list[str], device: str | None,
                    steps: int | None = None):
-    """:class:`SVCConverter` of ``expt``; prints the error and returns None when it cannot load."""
+    """:class:`ComoSVCConverter` of ``expt``; prints the error and returns None when it cannot load."""
     from models.base.checkpoint import CheckpointError
-    from models.svc.comosvc.inference import SVCConverter
+    from models.svc.comosvc.inference import ComoSVCConverter
     from processors.content import MissingWeightsError
     from utils.config import ConfigError, load_config
     try:
         user = load_config(config, overrides) if config else None
-        return SVCConverter.from_experiment(expt, device, user, overrides, steps)
+        return ComoSVCConverter.from_experiment(expt, device, user, overrides, steps)
     except (ConfigError, CheckpointError, MissingWeightsError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
@@ -112,7 +112,8 @@ def load_converter(expt: str, config: str | None, overrides: list[str], device: 
 def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from models.svc.comosvc.inference import UnknownSingerError, convert_sources
+    from models.base.batch_convert import convert_sources
+    from models.base.converter import UnknownSingerError
     if not (args.infer_source_audio_dir or args.infer_source_file):
         print("error: give --infer_source_audio_dir or --infer_source_file", file=sys.stderr)
         return 2

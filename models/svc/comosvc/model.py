@@ -9,21 +9,19 @@ Model batch (dict of tensors, zero padding): "mel" (B, n_mel, T) normalised to [
 Hz; "uv" (B, T) bool; "energy" (B, T); "singer" (B,) long; one (B, T, D) tensor per name in
 ``preprocess.content_features``; "mask" (B, T) bool, True = real frame.
 
-:func:`build_model` gives the trainer's model: this teacher, or the consistency-distillation
-wrapper (consistency.py) when ``model.comosvc.distill`` is set.
+The consistency-distillation wrapper around a trained teacher is in distiller.py.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from models.svc.comosvc.consistency import ComoSVCDistiller, consistency_sample
+from models.svc.comosvc.consistency import consistency_sample
 from models.svc.comosvc.edm import EDM
 from models.svc.comosvc.losses import masked_mse, masked_ssim_loss
 from modules.diffusion.bidilconv import BiDilConv
 from modules.encoder.condition_encoder import ConditionEncoder
 from modules.transformer.relative_position_transformer import RelativePositionTransformer
-from utils.config import ConfigError
 from utils.schema import CantorConfig
 
 
@@ -79,8 +77,6 @@ class ComoSVC(nn.Module):
                           + train.ssim_loss_weight * losses["ssim_loss"])
         return losses
 
-    forward = loss
-
     def trainable_parameters(self):
         """Every parameter (the teacher trains end to end)."""
         return self.parameters()
@@ -118,29 +114,6 @@ class ComoSVC(nn.Module):
     def export_state_dict(self) -> dict[str, torch.Tensor]:
         """What conversion needs: the whole state dict."""
         return self.state_dict()
-
-
-def build_model(cfg: CantorConfig,
-                teacher_state_dict: dict | None = None) -> ComoSVC | ComoSVCDistiller:
-    """The trainer's model for ``cfg``.
-
-    Args:
-        cfg: experiment config; ``model.comosvc.distill`` selects distillation.
-        teacher_state_dict: distillation only: the trained teacher's ComoSVC state dict (its
-            export); student and target start from its decoder. Leave it None when a full
-            distiller state dict (a resumed run) is loaded next.
-    Returns: ComoSVC (teacher) or ComoSVCDistiller.
-    Raises: ConfigError for invalid settings or a teacher_state_dict without distill.
-    """
-    model = ComoSVC(cfg)
-    if not cfg.model.comosvc.distill:
-        if teacher_state_dict is not None:
-            raise ConfigError("a teacher state dict was given but model.comosvc.distill is false")
-        return model
-    distiller = ComoSVCDistiller(model)
-    if teacher_state_dict is not None:
-        distiller.load_teacher_state_dict(teacher_state_dict)
-    return distiller
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from models.base.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from models.base.dataset import energy_range
 from models.base.trainer import BaseTrainer
-from models.svc.comosvc.model import build_model
+from models.svc.comosvc.distiller import build_model
 from utils.config import ConfigError
 from utils.paths import resolve_path
 
