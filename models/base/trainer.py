@@ -102,7 +102,7 @@ class BaseTrainer:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         dynamo = TorchDynamoPlugin(backend="inductor" if cfg.train.compile else "no",
-                                   dynamic=True if cfg.train.compile else None)
+                                   dynamic=None)
         self.acc = Accelerator(mixed_precision=precision, dynamo_plugin=dynamo,
                                gradient_accumulation_steps=cfg.train.gradient_accumulation_steps)
         self.main = self.acc.is_main_process

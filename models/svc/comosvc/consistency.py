@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.svc.comosvc.edm import EDM, Network, karras_sigmas
+from models.svc.comosvc.edm import EDM, Network, karras_sigmas, seeded
 
 
 def consistency_distillation_loss(edm: EDM, student: Network, target: Network, teacher: Network,
@@ -40,9 +40,9 @@ def consistency_distillation_loss(edm: EDM, student: Network, target: Network, t
     """
     t = karras_sigmas(n_timesteps, edm.sigma_min, edm.sigma_max, edm.rho, y.device).flip(0)
     t = t.to(y.dtype)
-    n = torch.randint(0, n_timesteps - 1, (y.shape[0],), generator=generator, device=y.device)
+    n = torch.randint(0, n_timesteps - 1, (y.shape[0],), device=y.device, **seeded(generator))
     t_n, t_next = t[n], t[n + 1]
-    eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    eps = torch.randn(y.shape, device=y.device, dtype=y.dtype, **seeded(generator))
     x_next = edm.add_noise(y, t_next, mu, eps)
     pred = edm.denoise(student, x_next, t_next, mu, mask)
     with torch.no_grad():

@@ -65,6 +65,12 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float,
     return (hi + ramp * (lo - hi)) ** rho
 
 
+def seeded(generator: torch.Generator | None) -> dict:
+    """``{"generator": generator}``, or {} for None: torch.compile cannot trace the generator
+    overloads of randn / randint with symbolic (dynamic) shapes, even given None."""
+    return {} if generator is None else {"generator": generator}
+
+
 def _per_item(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """sigma as a (B, 1, 1) tensor of ``like``'s dtype and device (scalar or (B,) in)."""
     sigma = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
@@ -142,9 +148,9 @@ class EDM:
 
         Returns: scalar tensor. ``generator`` (on y's device) makes the draws reproducible."""
         b = y.shape[0]
-        z = torch.randn(b, generator=generator, device=y.device, dtype=y.dtype)
+        z = torch.randn(b, device=y.device, dtype=y.dtype, **seeded(generator))
         sigma = (self.P_mean + self.P_std * z).exp()
-        eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        eps = torch.randn(y.shape, device=y.device, dtype=y.dtype, **seeded(generator))
         d = self.denoise(net, self.add_noise(y, sigma, mu, eps), sigma, mu, mask)
         err = _per_item(self.loss_weight(sigma), y) * (d - y) ** 2
         m = mask[:, None, :].to(y.dtype)
