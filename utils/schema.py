@@ -159,7 +159,8 @@ class TrainConfig:
     # accelerate's mixed_precision; auto: bf16 on a GPU that has it, else fp16 (gradient scaler) on
     # CUDA, else no (float32, e.g. on CPU). See utils/precision.py.
     mixed_precision: str = choice("auto", "no", "fp16", "bf16")
-    # torch.compile the training forward (dynamic shapes); the first steps pay the compilation.
+    # torch.compile (Inductor) the training forward; the first step pays the compilation (minutes
+    # on CPU), a second batch length one recompilation with dynamic shapes.
     compile: bool = False
     # Random crop length of a training example, mel frames.
     max_frames: int = bounded(512, ge=1)

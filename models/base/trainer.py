@@ -16,8 +16,8 @@ an uninterrupted one; resumed with another number of processes, each process is 
 
 Speed: ``train.mixed_precision`` (utils/precision.py; "auto": bf16, else fp16 with the gradient
 scaler, on CUDA; float32 on CPU), TF32 matmuls and cudnn.benchmark on CUDA, pinned memory and
-persistent DataLoader workers on CUDA, ``train.compile`` (torch.compile through accelerate, dynamic
-shapes). A training step makes no device-to-host sync (apart from fp16's gradient-scaler check):
+persistent DataLoader workers on CUDA, ``train.compile`` (torch.compile with Inductor through
+accelerate; a second batch length recompiles once with dynamic shapes). A training step makes no device-to-host sync (apart from fp16's gradient-scaler check):
 losses are summed on the device, and the model's deferred input checks (modules with
 ``defer_checks`` / ``raise_deferred_errors()``, e.g. the condition encoder's singer ids) are raised,
 and the losses logged, every ``train.log_every_steps``.
@@ -101,8 +101,8 @@ class BaseTrainer:
             precision = resolve_mixed_precision(cfg.train.mixed_precision)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        dynamo = TorchDynamoPlugin(backend="inductor" if cfg.train.compile else "no",
-                                   dynamic=None)
+        # dynamic=None: automatic dynamic shapes (dynamic=True trips an Inductor stride bug here).
+        dynamo = TorchDynamoPlugin(backend="inductor" if cfg.train.compile else "no", dynamic=None)
         self.acc = Accelerator(mixed_precision=precision, dynamo_plugin=dynamo,
                                gradient_accumulation_steps=cfg.train.gradient_accumulation_steps)
         self.main = self.acc.is_main_process

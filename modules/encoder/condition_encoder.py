@@ -173,7 +173,8 @@ class ConditionEncoder(nn.Module):
                 raise self._singer_error(int(singer[outside][0]))
             return singer
         if singer.numel():
-            seen, example = outside.any(), singer[outside.long().argmax()]
+            # gather, not singer[tensor]: indexing with a 0-d tensor reads it on the host.
+            seen, example = outside.any(), singer.gather(0, outside.long().argmax()[None])[0]
             if self._deferred is not None:
                 seen, example = (seen | self._deferred[0],
                                  torch.where(self._deferred[0], self._deferred[1], example))
