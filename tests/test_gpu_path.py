@@ -295,3 +295,30 @@ def test_gpu_check_smoke(tmp_path, fresh_accelerate, capsys):
     assert 0 < rtf["student_acoustic_rtf"] < rtf["teacher_acoustic_rtf"]
     assert results["bf16 vs fp32 loss over 12 steps"]["result"] == "ok"
     assert "teacher training" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.environ.get("CANTOR_SLOW") != "1", reason="two training processes: set CANTOR_SLOW=1")
+def test_two_processes_resume_to_the_uninterrupted_losses(tmp_path):
+    """Two CPU processes (torch.distributed.run, gloo): a run stopped at step 2 and resumed gives
+    steps 3-4 the losses of an uninterrupted run, which needs each process's own generators."""
+    from tests.test_trainer import events
+    tiny_config(tmp_path, frames=[40, 25, 60, 33, 50, 45, 30, 38, 36, 44])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+
+    def train(name, steps, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(29400 + steps + len(extra)), str(PROJECT_ROOT / "bins/svc/train.py"),
+               "--config", str(tmp_path / "config.json"), "--exp_name", name, *extra,
+               "--set", f"train.max_steps={steps}", "--set", "train.save_every_steps=2",
+               "--set", "train.scheduler.type=exponential", "--set", "train.scheduler.gamma=0.5"]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    train("a", 4)
+    train("b", 2)
+    rngs = load_checkpoint(latest_checkpoint(tmp_path / "logs" / "b"))["training"]["rng"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])
+    train("b", 4, "--resume")
+    a, b = (events(tmp_path / "logs" / n)[0]["train/loss"] for n in ("a", "b"))
+    assert [b[s] for s in (3, 4)] == [a[s] for s in (3, 4)]
+    assert len(set(a.values())) == 4

@@ -27,6 +27,7 @@ result and a summary; ``--out`` also writes them to a file.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -136,6 +137,7 @@ class Check:
 
         trainer._log_train, trainer.save = timed_log, quiet_save
         if self.cuda:
+            gc.collect()  # the previous run's model and optimizer
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         try:
