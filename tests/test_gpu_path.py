@@ -303,7 +303,9 @@ def test_two_processes_resume_to_the_uninterrupted_losses(tmp_path):
     steps 3-4 the losses of an uninterrupted run, which needs each process's own generators."""
     from tests.test_trainer import events
     tiny_config(tmp_path, frames=[40, 25, 60, 33, 50, 45, 30, 38, 36, 44])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    # ACCELERATE_USE_CPU: accelerate treats torchrun's CPU processes as one group (gloo).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT),
+           "ACCELERATE_USE_CPU": "true"}
 
     def train(name, steps, *extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
