@@ -9,7 +9,8 @@ without needing lyrics. Both strings are normalised first: English with Whisper'
 (lower case, no punctuation, standard spellings), other languages with Whisper's basic normaliser
 (lower case, punctuation and symbols removed, diacritics kept); runs of white space become one space,
 and in languages written without spaces between words (Chinese, Japanese, Thai, ...) spaces are
-removed, so only characters count.
+removed, so only characters count. Chinese is mapped to simplified characters first (zhconv):
+Whisper writes either script for the same audio.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def normalize_transcript(text: str, language: str = "en") -> str:
     from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
     normalizer = EnglishTextNormalizer() if language == "en" else BasicTextNormalizer()
+    if language in ("zh", "yue"):
+        import zhconv
+
+        text = zhconv.convert(text, "zh-cn")
     text = re.sub(r"\s+", " ", normalizer(text)).strip()
     return text.replace(" ", "") if language in UNSPACED_LANGUAGES else text
 
