@@ -189,6 +189,67 @@ def test_cer_skipped_with_logged_reason_without_whisper_checkpoint(tmp_path, cap
     assert len(logged) == 1 and logged[0].startswith("CER skipped")
 
 
+def test_cer_per_language_normalisation():
+    from evaluation.cer import normalize_transcript
+    # Chinese: traditional and simplified are the same text; spaces and punctuation do not count
+    assert normalize_transcript("懷抱既然不能逗留, 何不在離開的時候", "zh") == "怀抱既然不能逗留何不在离开的时候"
+    assert character_error_rate("我知道风里有诗句，不知道你。", "我知道風力有失去 不知道你", "zh") == \
+        pytest.approx(3 / 12)
+    # German keeps its letters and word spaces
+    assert normalize_transcript("Ich liebe dich, so wie DU mich!", "de") == "ich liebe dich so wie du mich"
+    assert character_error_rate("Ich liebe dich", "ich liebe dich.", "de") == 0.0
+
+
+def test_cer_relative_to_copy_synthesis(demo_data, tmp_path):
+    """Each output's CER next to its copy synthesis' (stub transcripts) and the ratio of the means."""
+    from evaluation.layout import Conversion
+    from evaluation.runner import EvalSettings, Evaluator, mean_row
+    from utils.schema import PreprocessConfig
+
+    class Stub:  # transcribes by signal level: source 1.0, copy 0.5, output 0.25
+        texts = {1.0: "abcdefghij", 0.5: "abcdefghiX", 0.25: "abcdefXYZW"}
+
+        def can_transcribe(self, language):
+            return True
+
+        def transcribe(self, wav, language):
+            return self.texts[round(float(np.max(np.abs(wav))), 2)]
+
+    source = tmp_path / "src.wav"
+    save_wav(source, np.ones(16000, np.float32), 16000)
+    evaluator = Evaluator(EvalSettings(PreprocessConfig(), language="en"), SourceIndex(), {},
+                          copy_synthesis=lambda path: np.full(16000, 0.5, np.float32))
+    evaluator._transcriber = Stub()
+    rows = []
+    for level in (0.25, 1.0):  # a poor output, and one transcribed like the source
+        row = {"cer": math.nan, "cer_copy": math.nan, "cer_rel": math.nan, "language": ""}
+        evaluator._cer(row, [], Conversion(tmp_path / "o.wav", "src", "x"),
+                       np.full(16000, level, np.float32), source)
+        rows.append({**{m: math.nan for m in ("fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "mel_l1",
+                                              "gv_db", "sim_target", "sim_control", "sim_gain",
+                                              "sim_source")}, **row})
+    assert [r["cer"] for r in rows] == [pytest.approx(0.4), 0.0]
+    assert rows[0]["cer_copy"] == pytest.approx(0.1) and rows[0]["cer_rel"] == pytest.approx(4.0)
+    assert rows[1]["language"] == "en" and rows[1]["cer_rel"] == 0.0
+    assert mean_row(rows)["cer_rel"] == pytest.approx(0.2 / 0.1)  # mean cer / mean cer_copy
+
+
+def test_copy_synthesis_resembles_its_source(demo_data, tmp_path):
+    from bins.calc_metrics import copy_synthesizer
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
+    cfg = load_config(PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json")
+    path = tmp_path / "take.wav"
+    save_wav(path, _clip(demo_data, "ZH-Alto-1/zh01/control.flac", 22050, 3), 22050)
+    copy = copy_synthesizer(cfg, "cpu")(path)
+    source = load_audio(path, 16000)
+    assert abs(copy.size - source.size) <= 256 * 16000 // 22050 + 1
+    n = min(copy.size, source.size)
+    other = _clip(demo_data, "DE-Tenor-1/ge/control.flac", 16000, 3)
+    near = mel_cepstral_distortion(copy[:n], source[:n], 16000, align=False)
+    assert 0 < near < 0.5 * mel_cepstral_distortion(other[:n], source[:n], 16000, align=False)
+
+
 def _tiny_whisper(path: Path) -> None:
     """A random tiny English-only Whisper in openai-whisper's .pt format whose decoder always
     prefers the token " la" (final layer norm outputs a constant; only that token's embedding is
