@@ -34,8 +34,7 @@ from evaluation.cer import WHISPER_RATE, WhisperTranscriber, character_error_rat
 from evaluation.f0_metrics import estimate_key_shift, f0_scores
 from evaluation.layout import Conversion, LayoutError, SourceIndex, match_singer
 from evaluation.mcd import mel_cepstral_distortion
-from evaluation.spectral import (global_variance, gv_difference_db, log_mel, mel_l1,
-                                 reference_global_variance)
+from evaluation.spectral import global_variance, gv_difference_db, log_mel, mel_l1
 from evaluation.speaker import (EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, key_shift_control,
                                 mean_embedding)
 from processors.f0 import F0Error, extract_f0
@@ -158,11 +157,13 @@ class Evaluator:
         if scores.n_voiced_both < 2:
             notes.append("f0: fewer than 2 frames voiced in both")
 
-    def _recording_gv(self, path: Path) -> np.ndarray | None:
+    def _recording_gv(self, path: Path, mel: np.ndarray | None = None) -> np.ndarray | None:
+        """GV of a real recording (cached); ``mel``: its log-mel when already computed."""
         if path not in self._gv:
+            pcfg = self.settings.preprocess
             try:
-                self._gv[path] = global_variance(log_mel(load_audio(path, self.settings.preprocess.sample_rate),
-                                                         self.settings.preprocess))
+                self._gv[path] = global_variance(
+                    log_mel(load_audio(path, pcfg.sample_rate), pcfg) if mel is None else mel)
             except ValueError as e:  # AudioError is a ValueError
                 log.warning("%s: no log-mel GV: %s", path, e)
                 self._gv[path] = None
@@ -184,7 +185,7 @@ class Evaluator:
             row["mcd_db"] = mel_cepstral_distortion(output, real, sr, align=False)
             real_mel = log_mel(real, pcfg)
             row["mel_l1"] = mel_l1(out_mel, real_mel)
-            real_gv = self._recording_gv(source_path)
+            real_gv = self._recording_gv(source_path, real_mel)
             if real_gv is not None:
                 row["gv_db"] = gv_difference_db(out_gv, real_gv)
             return

@@ -13,7 +13,9 @@ the recording's loudest frame, so pauses do not dominate the variance. The GV di
 
     gv_db = mean over bins b of 10 * log10(GV_out[b] / GV_ref[b])
 
-below 0 for a smoothed (muffled) spectrum, 0 for a spectrum as varied as the reference's.
+below 0 for a smoothed (muffled) spectrum, 0 for a spectrum as varied as the reference's. A singer's
+reference GV is the per-bin mean of the GVs of their recordings, so differences between songs do not
+count as variance.
 """
 from __future__ import annotations
 
@@ -60,17 +62,6 @@ def global_variance(mel: np.ndarray) -> np.ndarray:
     if active.shape[1] < 2:
         raise ValueError(f"{active.shape[1]} active frame(s): no variance over frames")
     return active.var(axis=1)
-
-
-def reference_global_variance(mels: list[np.ndarray]) -> np.ndarray:
-    """A singer's GV: the per-bin mean of :func:`global_variance` over their recordings' log-mels
-    (each (n_mel, T)), so differences between songs do not count as variance. Returns (n_mel,).
-
-    Raises: ValueError if ``mels`` is empty or a recording has fewer than two active frames.
-    """
-    if not mels:
-        raise ValueError("no reference log-mels")
-    return np.mean([global_variance(m) for m in mels], axis=0)
 
 
 def gv_difference_db(output_gv: np.ndarray, reference_gv: np.ndarray) -> float:
