@@ -134,9 +134,9 @@ def read_ct2_model(paths: Path | Sequence[Path]) -> CT2Model:
         spec = _read_str(f, path)
         _read(f, "I", path)  # spec revision
         n_variables = _read(f, "I", path)
-        name = None
+        name = None  # of the variable being read, for the message when the stream ends inside it
         try:
-            for i in range(n_variables):
+            for _ in range(n_variables):
                 name = None
                 name = _read_str(f, path)
                 shape = [_read(f, "I", path) for _ in range(_read(f, "B", path))]
