@@ -51,8 +51,9 @@ def load_content_extractors(pcfg: PreprocessConfig, device: str | torch.device
             from utils.paths import resolve_path
             path = resolve_path(getattr(pcfg, f"{name}_path"))
             text = " ".join(str(e).split())
-            if isinstance(e, ValueError) and str(path) in text:
-                raise ValueError(text) from None
+            if isinstance(e, ValueError) and text.startswith(f"{path}: "):   # the loader's own
+                raise ValueError(f"{path} (preprocess.{name}_path): "
+                                 f"{text.removeprefix(f'{path}: ')}") from None
             raise ValueError(f"{path} (preprocess.{name}_path): cannot load the {name} weights "
                              f"({type(e).__name__}: {text})") from None
     return extractors
