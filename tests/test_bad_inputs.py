@@ -315,7 +315,7 @@ def test_stage1_checks_whisper_weights_before_any_work(corpus, tmp_path, capsys,
     elif case == "garbage":
         weights.write_bytes(b"PK\x03\x04" + bytes(1000))
     elif case == "malicious":
-        weights.write_bytes(pickle.dumps({"dims": _Payload(marker)}))
+        weights.write_bytes(pickle.dumps({"dims": _Payload(marker)}, protocol=2))
     code, lines = run_cli(stage1, ["--config", corpus, "--set", "preprocess.content_features="
                                    "['whisper']", "--set", f"preprocess.whisper_path={weights}"],
                           capsys)
@@ -349,13 +349,18 @@ def trained(tmp_path_factory):
     return root
 
 
-def test_run_sh_stage2_config_error_exits_2_without_a_traceback(trained, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_run_sh_stage2_config_error_exits_2_without_a_traceback(trained, tmp_path, processes):
+    gpus = ["--gpu", "0,1"] if processes == 2 else []    # two processes (CPU here, no GPU needed)
     r = run_sh("--stage", "2", "--name", "x", "--config", trained / "config.json", "--set",
-               "train.bogus=1", cwd=tmp_path)
+               "train.bogus=1", *gpus, cwd=tmp_path)
     assert r.returncode == 2
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: --set train.bogus=1: unknown key")
+    lines = [line for line in r.stderr.splitlines()
+             if line.strip() and "torch/distributed/elastic" not in line]   # its own 2 log lines
+    assert len(lines) == processes                   # one line from each process
+    assert all(line.startswith("error: --set train.bogus=1: unknown key") for line in lines)
     assert "Traceback" not in r.stderr and "CalledProcessError" not in r.stderr
+    assert not (trained / "logs" / "x").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])

@@ -90,18 +90,17 @@ case "$stage" in
         [ $resume = 0 ] || args+=(--resume)
         [ -z "$resume_path" ] || args+=(--resume_from_ckpt_path "$resume_path")
         [ $distill = 0 ] || args+=(--set model.comosvc.distill=true)
+        # accelerate launch gives each process one CPU thread unless told otherwise; share the cores.
         n=1
         [ -z "$gpu" ] || n=$(echo "$gpu" | tr ',' '\n' | grep -c .)
         threads=$(( $(nproc) / n )); [ "$threads" -ge 1 ] || threads=1
-        if [ "$n" -le 1 ]; then
-            # One process needs no launcher: train.py's own exit status (2 for a config, data or
-            # checkpoint error, printed as one line) is run.sh's, with no launcher traceback after it.
-            OMP_NUM_THREADS=$threads exec python bins/svc/train.py "${args[@]}"
-        fi
-        # accelerate launch gives each process one CPU thread unless told otherwise; share the cores.
-        # A failing worker prints its own error first; accelerate then exits 1 with its report.
-        accelerate launch --num_processes "$n" --num_machines 1 --dynamo_backend no \
-            --num_cpu_threads_per_process "$threads" --multi_gpu bins/svc/train.py "${args[@]}"
+        # (--mixed_precision only silences the launcher: the trainer applies train.mixed_precision.)
+        launch=(--num_processes "$n" --num_machines 1 --dynamo_backend no --mixed_precision no
+                --num_cpu_threads_per_process "$threads")
+        [ "$n" -le 1 ] || launch+=(--multi_gpu)
+        # bins/launch.py is accelerate launch returning train.py's own exit status (2 for a config,
+        # data or checkpoint error, printed as one line) without the launcher's traceback.
+        exec python bins/launch.py "${launch[@]}" bins/svc/train.py "${args[@]}"
         ;;
     3)
         [ -n "$infer_expt_dir" ] && [ -n "$infer_output_dir" ] && [ -n "$infer_target_speaker" ] || {
