@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from bins import infer
+from bins import check_config, infer
 from bins.svc import inference as stage3
 from bins.svc import preprocess as stage1
 from models.base.checkpoint import latest_checkpoint, save_checkpoint
@@ -255,6 +255,34 @@ def test_infer_unreadable_song_and_unknown_singer(conv, tmp_path, capsys):
                                   "demo_A"], capsys)
     assert code == 2 and lines == [f"error: checkpoint not found: {tmp_path / 'nowhere'}"]
     assert not (tmp_path / "x.wav").exists()
+
+
+# --- configs --------------------------------------------------------------------------------------
+
+def test_config_errors_are_all_reported_at_once_naming_the_file(tmp_path, capsys):
+    demo = ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json"
+    config = tmp_path / "exp.json"
+    config.write_text(json.dumps({"base_config": str(demo), "dataset": ["mine"],
+                                  "dataset_path": {"mine": "[your dataset path]"},
+                                  "train": {"bacth_size": 4, "adamw": {"lr_": 1e-4}}}))
+    code, lines = run_cli(check_config, [config], capsys)
+    assert code == 2
+    text = "\n".join(lines)
+    assert "'train.bacth_size'" in text and "did you mean 'train.batch_size'" in text
+    assert "'train.adamw.lr_'" in text and "dataset_path.mine" in text
+    assert lines[0] == "config error: 3 problems in the config:"     # then one line each
+    assert len(lines) == 4 and all(line.strip().startswith(f"{config}: ") for line in lines[1:])
+    folder_base = tmp_path / "folder.json"
+    folder_base.write_text(json.dumps({"base_config": str(tmp_path)}))
+    code, lines = run_cli(check_config, [folder_base], capsys)
+    assert code == 2 and len(lines) == 1
+    assert str(tmp_path) in lines[0] and f"the base_config of {folder_base}" in lines[0]
+    assert "is a folder" in lines[0]
+    missing_base = tmp_path / "missing.json"
+    missing_base.write_text(json.dumps({"base_config": "nowhere.json"}))
+    code, lines = run_cli(check_config, [missing_base], capsys)
+    assert code == 2 and len(lines) == 1
+    assert "nowhere.json" in lines[0] and str(missing_base) in lines[0]
 
 
 # --- stage 1 --------------------------------------------------------------------------------------
