@@ -26,7 +26,8 @@ import torch
 from bins import check_config, infer
 from bins.svc import inference as stage3
 from bins.svc import preprocess as stage1
-from models.base.checkpoint import latest_checkpoint, save_checkpoint
+from models.base.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints,
+                                    save_checkpoint, state_digest)
 from tests.inference_fixtures import CLIP, SR, write_conversion_setup
 from tests.synthetic_processed import tiny_config
 from utils.audio import load_audio
@@ -86,11 +87,12 @@ def conv(tmp_path_factory, demo_data):
         data[at + 64:at + 96] = b"A" * 32
         path.write_bytes(bytes(data))
 
-    def diverged(path: Path) -> None:     # a training that went to NaN, saved as usual
-        model = dict(state["model"])
+    def diverged(path: Path) -> None:     # NaN weights with a valid digest (save_checkpoint
+        model = dict(state["model"])      # itself refuses to write them)
         key = next(k for k, v in model.items() if v.is_floating_point())
         model[key] = torch.full_like(model[key], float("nan"))
-        save_checkpoint(path.parent, state["step"], {**state, "model": model}, keep_last=0)
+        payload = {**state, "model": model}
+        torch.save({**payload, "sha256": state_digest(payload)}, path)
 
     def nan_output(path: Path) -> None:   # finite weights, but statistics that make NaN audio
         stats = json.loads(json.dumps(state["statistics"]))
@@ -412,3 +414,21 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path, ca
     assert any(str(newest) in w and "renamed it to step-00000002.pt.broken" in w for w in warnings)
     assert not newest.exists() and newest.with_name("step-00000002.pt.broken").exists()
     assert latest_checkpoint(root / "logs" / "a").name == "step-00000001.pt"
+
+
+def test_a_diverged_training_saves_nothing_and_keeps_its_checkpoints(trained, tmp_path, capsys):
+    from models.svc.comosvc.trainer import ComoSVCTrainer
+    root = tmp_path / "root"
+    shutil.copytree(trained, root)
+    folder = root / "logs" / "a" / "checkpoint"
+    before = list_checkpoints(folder)
+    cfg = tiny_config(root, overrides=["train.max_steps=3", "train.save_every_steps=1",
+                                       "train.keep_last=1"])
+    trainer = ComoSVCTrainer(cfg, "a", resume=True)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"step 3: weight .* holds NaN or inf \(the training "
+                                              r"diverged\); .*step-00000003.pt not written"):
+        trainer.train()
+    assert list_checkpoints(folder) == before      # nothing written, nothing pruned
+    assert no_temporaries(folder)

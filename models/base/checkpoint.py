@@ -153,6 +153,14 @@ def state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
+def _non_finite_weight(data: dict) -> str | None:
+    """Key path of the first NaN/inf weight of ``data["model"]`` or ``data["training"]["model"]``."""
+    weights = {"model": data.get("model", {})}
+    if isinstance(data.get("training"), dict) and isinstance(data["training"].get("model"), dict):
+        weights["training.model"] = data["training"]["model"]
+    return _non_finite_tensor(weights)
+
+
 def _non_finite_tensor(state: dict, prefix: str = "") -> str | None:
     """Key path of the first floating-point tensor below ``state`` holding NaN or inf, or None."""
     for key, value in state.items():
@@ -195,10 +203,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if DIGEST_KEY in data and state_digest(data) != data[DIGEST_KEY]:
         raise CheckpointError(f"{path}: corrupt checkpoint (its SHA-256 no longer matches the one "
                               f"stored when it was written); use another checkpoint")
-    weights = {"model": data["model"]}
-    if isinstance(data.get("training"), dict) and isinstance(data["training"].get("model"), dict):
-        weights["training.model"] = data["training"]["model"]
-    bad = _non_finite_tensor(weights)
+    bad = _non_finite_weight(data)
     if bad:
         raise CheckpointError(f"{path}: weight {bad} holds NaN or inf (the training diverged, or "
                               f"the file is corrupt); use an earlier checkpoint")
@@ -241,9 +246,16 @@ def save_checkpoint(folder: str | Path, step: int, payload: dict, keep_last: int
     all) and temporary files left by killed saves.
 
     Returns: the written path.
+    Raises: CheckpointError (nothing written, nothing pruned) if a weight of ``payload["model"]``
+        or ``payload["training"]["model"]`` holds NaN or inf: a diverged training keeps its last
+        good checkpoints.
     """
     folder = Path(folder)
     path = folder / checkpoint_name(step)
+    bad = _non_finite_weight(payload)
+    if bad:
+        raise CheckpointError(f"step {step}: weight {bad} holds NaN or inf (the training diverged); "
+                              f"{path} not written, the checkpoints before it are kept")
     for stale in folder.glob(".step-*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()

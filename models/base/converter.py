@@ -243,7 +243,7 @@ class SVCConverter:
         out[:len(joiner.output)] = joiner.output
         if not np.all(np.isfinite(out)):
             raise NonFiniteAudioError(
-                f"{name}: the model produced NaN/inf audio ({np.count_nonzero(~np.isfinite(out))} "
+                f"the model produced NaN/inf audio for {name} ({np.count_nonzero(~np.isfinite(out))} "
                 f"of {out.size} samples) with {self.checkpoint_path or 'the loaded checkpoint'}; "
                 f"nothing written")
         self.timings.audio += len(wav) / self.sample_rate
