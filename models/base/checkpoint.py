@@ -12,8 +12,9 @@ back with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`); it is wri
 temporary sibling and renamed into place, so a run killed mid-save never leaves a broken
 ``step-*.pt``. Integrity: ``"sha256"`` holds :func:`state_digest` of everything else in the file,
 checked at load together with the model weights being finite, so flipped bytes or a training that
-diverged to NaN is an error naming the file instead of a model that sings noise. Keys present in
-EVERY file (all that conversion reads):
+diverged to NaN is an error naming the file instead of a model that sings noise (and
+:func:`save_checkpoint` never writes NaN/inf weights). Keys present in EVERY file (all that
+conversion reads):
 
 - ``"format"``: :data:`FORMAT`.
 - ``"student"``: bool. False: ``"model"`` is a diffusion teacher (sample with the EDM sampler,
