@@ -13,6 +13,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    """Run ``accelerate launch argv``; returns the script's exit status (0 when it succeeded)."""
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
