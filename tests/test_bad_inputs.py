@@ -387,7 +387,9 @@ def test_run_sh_stage2_config_error_exits_2_without_a_traceback(trained, tmp_pat
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines()
              if line.strip() and "torch/distributed/elastic" not in line]   # its own 2 log lines
-    assert len(lines) == processes                   # one line from each process
+    # One line from each process that got that far (the launcher stops the others on the first
+    # failure).
+    assert 1 <= len(lines) <= processes
     assert all(line.startswith("error: --set train.bogus=1: unknown key") for line in lines)
     assert "Traceback" not in r.stderr and "CalledProcessError" not in r.stderr
     assert not (trained / "logs" / "x").exists()
