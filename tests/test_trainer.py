@@ -257,13 +257,13 @@ def test_learning_rate_schedules(root):
     assert math.isclose(lr_factor(0, cfg.train), 1.0)
 
 
-def test_cantor_train_command(root, capsys):
+def test_cantor_train_stage_command(root, capsys):
     path = root / "config.json"
     config(root)  # (re)writes root/config.json
-    assert cantor_main(["train", "--config", str(path), "--exp_name", "cli",
+    assert cantor_main(["train-stage", "--config", str(path), "--exp_name", "cli",
                         "--set", "train.max_steps=1"]) == 0
     assert latest_checkpoint(root / "logs" / "cli").name == "step-00000001.pt"
-    assert cantor_main(["train", "--config", str(path), "--exp_name", "cli2",
+    assert cantor_main(["train-stage", "--config", str(path), "--exp_name", "cli2",
                         "--set", "model.comosvc.distill=true"]) == 2
     assert "teacher_model_path is empty" in capsys.readouterr().err
 
