@@ -2,7 +2,7 @@
 
     accelerate launch bins/svc/train.py --config CFG --exp_name NAME [--resume]
         [--resume_from_ckpt_path PATH] [--resume_type resume|finetune] [--set KEY=VALUE ...]
-    cantor train --config CFG --exp_name NAME ...      (same options, one process)
+    cantor train-stage --config CFG --exp_name NAME ... (same options, one process)
 
 Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation) and tensorboard/.
 Exit status: 0 trained, 1 the training diverged (NaN/inf weights are never saved; the error names
