@@ -73,7 +73,7 @@ def outputs_valid(dataset_dir: Path, utt: dict, cfg: PreprocessConfig) -> bool:
     expected = round(utt["Duration"] * cfg.sample_rate) // cfg.hop_size
     try:
         arrays = {k: np.load(feature_path(dataset_dir, k, utt["Uid"]), mmap_mode="r") for k in FEATURE_DIRS}
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return False
     mel = arrays["mel"]
     if mel.ndim != 2 or mel.shape[0] != cfg.n_mel or mel.dtype != np.float32:
@@ -302,11 +302,16 @@ def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: boo
             shard run over features made with other settings.
         ValueError: both ``shard`` and ``merge_shards``.
         processors.f0.F0ExtractorUnavailable: the pitch tracker's package is not importable.
+        processors.content.MissingWeightsError / ValueError: absent or unusable content model
+            weights (checked before any work, processors.content.check_content_weights).
     """
     if shard is not None and merge_shards:
         raise ValueError("stage 1 runs one shard or merges the shards, not both")
+    from processors.content import check_content_weights
     datasets = check_datasets(cfg)
     check_f0_extractor(cfg.preprocess)
+    if not merge_shards:  # the merge reads no audio
+        check_content_weights(cfg.preprocess, cfg.model.condition_encoder)
     workers = resolve_workers(cfg.preprocess.num_workers if num_workers is None else num_workers)
     processed = resolve_path(cfg.preprocess.processed_dir)
     summary = {}

@@ -258,7 +258,7 @@ def test_fp16_without_cuda_is_a_config_error(tmp_path):
 
 
 def test_run_sh_passes_multi_machine_options_to_accelerate(tmp_path):
-    stub = tmp_path / "bin" / "accelerate"
+    stub = tmp_path / "bin" / "python"  # run.sh execs `python bins/launch.py ACCELERATE_ARGS ...`
     stub.parent.mkdir()
     stub.write_text('#!/bin/sh\necho "$@"\n')
     stub.chmod(0o755)
@@ -279,7 +279,7 @@ def test_run_sh_passes_multi_machine_options_to_accelerate(tmp_path):
     config = tmp_path / "acc.yaml"
     config.write_text("num_machines: 2\n")
     out = run("--accelerate_config", str(config))
-    assert out.stdout.split()[:3] == ["launch", "--config_file", str(config)]
+    assert out.stdout.split()[:3] == ["bins/launch.py", "--config_file", str(config)]
     assert "needs --main_process_ip" in run("--num_machines", "2").stderr
 
 

@@ -8,6 +8,7 @@
 #        (--infer_source_audio_dir DIR | --infer_source_file test.json) \
 #        --infer_target_speaker SINGER [--infer_key_shift N|autoshift]
 # Teacher vs student: stage 2 distils when the config sets model.comosvc.distill (or --distill).
+# Exit status: the stage's own (0 done, 1 some inputs failed, 2 bad options/config/data/checkpoint).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 set -euo pipefail
 
@@ -100,7 +101,7 @@ case "$stage" in
         [ $overwrite = 0 ] || args+=(--overwrite)
         [ -z "$shard" ] || args+=(--shard "$shard")
         [ -z "$merge_shards" ] || args+=(--merge_shards "$merge_shards")
-        python bins/svc/preprocess.py "${args[@]}"
+        exec python bins/svc/preprocess.py "${args[@]}"
         ;;
     2)
         [ -n "$name" ] || { echo "run.sh: stage 2 needs --name" >&2; usage; }
@@ -119,8 +120,9 @@ case "$stage" in
             launch=(--config_file "$accelerate_config")
         else
             # Every machine runs n processes; accelerate's --num_processes counts them all.
+            # (--mixed_precision only silences the launcher: the trainer applies train.mixed_precision.)
             launch=(--num_processes $(( n * num_machines )) --num_machines "$num_machines"
-                    --dynamo_backend no --num_cpu_threads_per_process "$threads")
+                    --dynamo_backend no --mixed_precision no --num_cpu_threads_per_process "$threads")
             [ $(( n * num_machines )) -le 1 ] || launch+=(--multi_gpu)
         fi
         if [ "$num_machines" -gt 1 ]; then
@@ -129,7 +131,9 @@ case "$stage" in
             launch+=(--machine_rank "$machine_rank" --main_process_ip "$main_process_ip"
                      --main_process_port "$main_process_port")
         fi
-        accelerate launch "${launch[@]}" bins/svc/train.py "${args[@]}"
+        # bins/launch.py is accelerate launch returning train.py's own exit status (2 for a config,
+        # data or checkpoint error, printed as one line) without the launcher's traceback.
+        exec python bins/launch.py "${launch[@]}" bins/svc/train.py "${args[@]}"
         ;;
     3)
         [ -n "$infer_expt_dir" ] && [ -n "$infer_output_dir" ] && [ -n "$infer_target_speaker" ] || {
@@ -140,7 +144,7 @@ case "$stage" in
               --infer_target_speaker "$infer_target_speaker" --infer_key_shift "$infer_key_shift" "${sets[@]}")
         [ -z "$infer_source_file" ] || args+=(--infer_source_file "$infer_source_file")
         [ -z "$infer_source_audio_dir" ] || args+=(--infer_source_audio_dir "$infer_source_audio_dir")
-        python bins/svc/inference.py "${args[@]}"
+        exec python bins/svc/inference.py "${args[@]}"
         ;;
     "") echo "run.sh: --stage is required" >&2; usage ;;
     *) echo "run.sh: unknown stage: $stage" >&2; usage ;;
