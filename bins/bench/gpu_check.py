@@ -1,5 +1,5 @@
-"""Device check of the stage 2 / stage 3 GPU path on one GPU (about 3-5 minutes on an H100/H200,
-well inside 8):
+"""Device check of the stage 2 / stage 3 GPU path on one GPU (sized for under 8 minutes on an
+H100/H200; not yet run on one):
 
     python bins/bench/gpu_check.py [--smoke] [--out FILE.json]
 
