@@ -12,7 +12,7 @@ import soundfile as sf
 
 from cantor.cli import main as cantor
 from processors.slicer import SliceSettings, slice_audio
-from tests.test_inference import _write_hifigan, _write_whisper
+from tests.inference_fixtures import write_hifigan, write_whisper
 from utils.audio import load_audio, save_wav
 
 SR = 22050
@@ -48,8 +48,8 @@ def test_slicer_cuts_at_silences_keeps_bounds_and_drops_silence():
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory, demo_data):
     root = tmp_path_factory.mktemp("journey")
-    _write_whisper(root / "whisper.pt")
-    _write_hifigan(root / "hifigan")
+    write_whisper(root / "whisper.pt")
+    write_hifigan(root / "hifigan")
     raw = root / "raw"
     for singer in ("EN-Alto-2", "ZH-Tenor-1", "ZH-Alto-1"):
         takes = sorted((demo_data / singer).glob("*/control.flac"))[:3]
