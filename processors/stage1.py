@@ -19,6 +19,10 @@ bad config fails before any work):
 5. ``train.json`` / ``test.json`` hold only the utterances that survived every step (Duration
    updated to the decoded length), the global ``singers.json`` gains their singers, and
    ``statistics.json`` is computed from them (processors/statistics.py).
+
+Over several processes or machines (processors/shards.py): ``shard=(K, N)`` runs steps 2-3 for
+shard K's utterances and records its result; ``merge_shards=N`` then runs steps 4-5 from the N
+results, writing what one unsharded run writes.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from preprocessors.common import MetadataError, Split
 from preprocessors.metadata import check_datasets, update_singer_table, write_split
 from processors.f0 import check_f0_extractor, uses_torch_model
 from processors.features import acoustic_features
+from processors.shards import load_shards, remove_shards, save_shard, shard_of
 from processors.statistics import dataset_statistics
 from utils.audio import AudioError, load_audio
 from utils.paths import resolve_path
@@ -80,10 +85,13 @@ def outputs_valid(dataset_dir: Path, utt: dict, cfg: PreprocessConfig) -> bool:
         arrays["uv"].dtype == np.bool_ and arrays["f0"].dtype == arrays["energy"].dtype == np.float32
 
 
-def reset_if_settings_changed(dataset_dir: Path, cfg: PreprocessConfig) -> None:
+def reset_if_settings_changed(dataset_dir: Path, cfg: PreprocessConfig, exclusive: bool = True) -> None:
     """Record the acoustic settings in ``<dataset_dir>/acoustic_settings.json``; when they differ
     from the recorded ones (e.g. another f0_extractor), first delete the old acoustic features so
-    that none computed with the old settings survives, even if this run is killed midway."""
+    that none computed with the old settings survives, even if this run is killed midway.
+
+    Raises: MetadataError instead of deleting when not ``exclusive`` (a shard: other shards may be
+    writing there)."""
     settings = {key: getattr(cfg, key) for key in ACOUSTIC_KEYS}
     path = dataset_dir / SETTINGS_FILE
     old = load_json(path) if path.is_file() else None
@@ -91,6 +99,11 @@ def reset_if_settings_changed(dataset_dir: Path, cfg: PreprocessConfig) -> None:
         return
     if old is not None:
         changed = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
+        if not exclusive:
+            raise MetadataError(f"{dataset_dir}: its features were made with other acoustic settings "
+                                f"({changed}); a shard does not delete them while other shards may "
+                                f"be writing: delete {', '.join(FEATURE_DIRS.values())} in "
+                                f"{dataset_dir} first")
         log.warning("%s: acoustic settings changed (%s); deleting the old features", dataset_dir.name, changed)
         for folder in FEATURE_DIRS.values():
             shutil.rmtree(dataset_dir / folder, ignore_errors=True)
@@ -158,12 +171,13 @@ def resolve_workers(num_workers: int) -> int:
 
 
 def compute_acoustic_features(dataset_dir: Path, utterances: list[dict], cfg: PreprocessConfig,
-                              num_workers: int, overwrite: bool) -> tuple[dict[str, float], dict[str, str]]:
-    """Step 2 for one dataset.
+                              num_workers: int, overwrite: bool,
+                              exclusive: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """Step 2 for one dataset (``exclusive``: see :func:`reset_if_settings_changed`).
 
     Returns: ({Uid: duration s} of utterances with valid features, {Uid: skip reason}).
     """
-    reset_if_settings_changed(dataset_dir, cfg)
+    reset_if_settings_changed(dataset_dir, cfg, exclusive)
     done = {} if overwrite else {u["Uid"]: u["Duration"] for u in utterances
                                  if outputs_valid(dataset_dir, u, cfg)}
     todo = [u for u in utterances if u["Uid"] not in done]
@@ -205,17 +219,56 @@ def write_skipped(path: Path, utterances: list[dict], skipped: dict[str, str]) -
     atomic_write(path, lambda tmp: tmp.write_text("\n".join(rows) + "\n", encoding="utf-8"))
 
 
+def extract_features(cfg: CantorConfig, dataset_dir: Path, utterances: list[dict], num_workers: int,
+                     overwrite: bool, exclusive: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """Steps 2-3 for ``utterances`` of one dataset.
+
+    Returns: ({Uid: decoded duration s} of the utterances with acoustic features, {Uid: skip
+    reason} of those dropped by step 2 or 3).
+    """
+    durations, skipped = compute_acoustic_features(dataset_dir, utterances, cfg.preprocess,
+                                                   num_workers, overwrite, exclusive)
+    kept = [dict(u, Duration=round(durations[u["Uid"]], 4)) for u in utterances if u["Uid"] in durations]
+    skipped.update(_content_skips(cfg, dataset_dir, kept, overwrite))
+    return durations, skipped
+
+
 def preprocess_dataset(cfg: CantorConfig, name: str, split: Split, dataset_dir: Path,
                        num_workers: int, overwrite: bool) -> dict:
     """Steps 2-5 for one dataset whose metadata is ``split``; returns its summary counts.
 
     Raises: MetadataError if every utterance was skipped.
     """
+    durations, skipped = extract_features(cfg, dataset_dir, split.train + split.test, num_workers,
+                                          overwrite)
+    return finish_dataset(name, split, dataset_dir, durations, skipped)
+
+
+def preprocess_shard(cfg: CantorConfig, split: Split, dataset_dir: Path, shard: tuple[int, int],
+                     num_workers: int, overwrite: bool) -> dict:
+    """Steps 2-3 for shard (K, N) of one dataset, recorded for the merge (processors/shards.py);
+    returns the shard's summary counts.
+
+    Raises: MetadataError if the dataset's features were made with other acoustic settings.
+    """
+    k, n = shard
+    mine = shard_of(split.train + split.test, k, n)
+    durations, skipped = extract_features(cfg, dataset_dir, mine, num_workers, overwrite,
+                                          exclusive=False)
+    save_shard(dataset_dir, k, n, durations, skipped)
+    return {"shard": f"{k}/{n}", "utterances": len(mine), "skipped": len(skipped),
+            "hours": sum(d for u, d in durations.items() if u not in skipped) / 3600}
+
+
+def finish_dataset(name: str, split: Split, dataset_dir: Path, durations: dict[str, float],
+                   skipped: dict[str, str]) -> dict:
+    """Steps 4-5 from the results of steps 2-3 (:func:`extract_features`, or the merged shards);
+    returns the dataset's summary counts.
+
+    Raises: MetadataError if every utterance was skipped.
+    """
     utterances = split.train + split.test
-    durations, skipped = compute_acoustic_features(dataset_dir, utterances, cfg.preprocess,
-                                                   num_workers, overwrite)
     kept = [dict(u, Duration=round(durations[u["Uid"]], 4)) for u in utterances if u["Uid"] in durations]
-    skipped.update(_content_skips(cfg, dataset_dir, kept, overwrite))
     for u in utterances:
         if u["Uid"] in skipped:
             log.warning("skipped %s: %s", u["Path"], skipped[u["Uid"]])
@@ -232,30 +285,47 @@ def preprocess_dataset(cfg: CantorConfig, name: str, split: Split, dataset_dir: 
             "hours": sum(u["Duration"] for u in kept) / 3600}
 
 
-def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: bool = False) -> dict[str, dict]:
+def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: bool = False,
+               shard: tuple[int, int] | None = None, merge_shards: int = 0) -> dict[str, dict]:
     """Run stage 1 for every dataset of ``cfg`` (see the module docstring).
 
     Args:
         num_workers: processes for acoustic features; None = ``preprocess.num_workers``; 0 = every core.
         overwrite: recompute features that already exist.
-    Returns: {dataset: {"train", "test", "skipped", "hours"}}.
+        shard: (K, N): only steps 2-3 for shard K of N (processors/shards.py).
+        merge_shards: N > 0: only steps 4-5, from the results of shards 0..N-1.
+    Returns: {dataset: {"train", "test", "skipped", "hours"}}; for a shard {dataset:
+        {"shard", "utterances", "skipped", "hours"}}.
     Raises:
         MetadataError: a dataset that cannot be read (checked for all datasets before any work), or
-            one whose every utterance was skipped.
+            one whose every utterance was skipped; a shard result that is missing or stale; a
+            shard run over features made with other settings.
+        ValueError: both ``shard`` and ``merge_shards``.
         processors.f0.F0ExtractorUnavailable: the pitch tracker's package is not importable.
         processors.content.MissingWeightsError / ValueError: absent or unusable content model
             weights (checked before any work, processors.content.check_content_weights).
     """
+    if shard is not None and merge_shards:
+        raise ValueError("stage 1 runs one shard or merges the shards, not both")
     from processors.content import check_content_weights
     datasets = check_datasets(cfg)
     check_f0_extractor(cfg.preprocess)
-    check_content_weights(cfg.preprocess, cfg.model.condition_encoder)
+    if not merge_shards:  # the merge reads no audio
+        check_content_weights(cfg.preprocess, cfg.model.condition_encoder)
     workers = resolve_workers(cfg.preprocess.num_workers if num_workers is None else num_workers)
     processed = resolve_path(cfg.preprocess.processed_dir)
     summary = {}
     for name, (reader, root) in datasets.items():
         log.info("%s: reading %s", name, root)
         split = reader(name, root)
-        summary[name] = preprocess_dataset(cfg, name, split, processed / name, workers, overwrite)
+        dataset_dir = processed / name
+        if shard is not None:
+            summary[name] = preprocess_shard(cfg, split, dataset_dir, shard, workers, overwrite)
+        elif merge_shards:
+            durations, skipped = load_shards(dataset_dir, split.train + split.test, merge_shards)
+            summary[name] = finish_dataset(name, split, dataset_dir, durations, skipped)
+            remove_shards(dataset_dir)
+        else:
+            summary[name] = preprocess_dataset(cfg, name, split, dataset_dir, workers, overwrite)
         log.info("%s: %s", name, summary[name])
     return summary

@@ -195,7 +195,7 @@ def test_cli_on_demo_singers(tmp_path, demo_data, capsys):
         "base_config": str(Path(__file__).resolve().parent.parent / "egs/svc/DiffComoSVC/exp_config_demo.json"),
         "dataset": ["demo"], "dataset_path": {"demo": str(root)}, "dataset_type": {"demo": "custom"},
         "preprocess": {"processed_dir": str(tmp_path / "processed")}}))
-    args = argparse.Namespace(config=str(config), num_workers=2, overwrite=False,
+    args = argparse.Namespace(config=str(config), num_workers=2, overwrite=False, shard=None, merge_shards=0,
                               overrides=["preprocess.content_features=[]"])
     assert preprocess_cli.run(args) == 0
     assert json.loads(capsys.readouterr().out)["demo"]["train"] == 2

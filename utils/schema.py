@@ -156,8 +156,12 @@ class TrainConfig:
     max_epochs: int = bounded(-1, ge=-1)
     adamw: AdamWConfig = field(default_factory=AdamWConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    # accelerate's mixed_precision.
-    mixed_precision: str = choice("no", "fp16", "bf16")
+    # accelerate's mixed_precision; auto: bf16 on a GPU that has it, else fp16 (gradient scaler) on
+    # CUDA, else no (float32, e.g. on CPU). See utils/precision.py.
+    mixed_precision: str = choice("auto", "no", "fp16", "bf16")
+    # torch.compile (Inductor) the training forward; the first step pays the compilation (minutes
+    # on CPU), a second batch length one recompilation with dynamic shapes.
+    compile: bool = False
     # Random crop length of a training example, mel frames.
     max_frames: int = bounded(512, ge=1)
     seed: int = 1234

@@ -2,7 +2,7 @@
 DiffComoSVC teacher and of its distillation, for the demo and the full-size configs.
 
     python bins/bench/bench_train.py [--which demo full] [--steps 5] [--warmup 1]
-        [--batch_size N] [--max_frames N] [--threads N]
+        [--batch_size N] [--max_frames N] [--threads N] [--set KEY=VALUE ...]
 
 Each (config, mode) runs in its own process (so peak RSS is its own) through the real trainer on a
 synthetic stage 1 output of full-length utterances (every batch is batch_size x max_frames), with
@@ -45,6 +45,7 @@ def _one_run(args: argparse.Namespace) -> dict:
             f"train.max_steps={args.warmup + args.steps}", "train.dataloader_workers=0"]
     sets += [f"train.batch_size={args.batch_size}"] if args.batch_size else []
     sets += [f"train.max_frames={args.max_frames}"] if args.max_frames else []
+    sets += args.overrides
     if args.mode == "distill":
         sets += ["model.comosvc.distill=true", f"model.teacher_model_path={work / 'logs' / 'teacher'}"]
     cfg = load_config(PROJECT_ROOT / CONFIGS[which], sets)
@@ -81,6 +82,8 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=0, help="0: the config's")
     parser.add_argument("--max_frames", type=int, default=0, help="0: the config's")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run, e.g. --set train.compile=true")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,7 +101,7 @@ def main() -> int:
                 cmd = [sys.executable, __file__, "--which", which, "--mode", mode, "--work", work,
                        "--steps", str(args.steps), "--warmup", str(args.warmup),
                        "--batch_size", str(args.batch_size), "--max_frames", str(args.max_frames),
-                       "--threads", str(args.threads)]
+                       "--threads", str(args.threads)] + [a for o in args.overrides for a in ("--set", o)]
                 run = subprocess.run(cmd, capture_output=True, text=True)
                 line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
                 if run.returncode or not line:

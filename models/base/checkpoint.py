@@ -32,7 +32,8 @@ Only in ``checkpoint/`` files, ``"training"`` (resume state): ``"model"`` (state
 module: the teacher ComoSVC, or the distiller with student, target and frozen teacher parts; tensors
 shared with ``"model"`` above are stored once), ``"optimizer"``, ``"scheduler"``, ``"scaler"`` (fp16
 only), ``"batches_done"`` (micro-batches of the current epoch already consumed) and ``"rng"``
-(python, numpy, torch CPU and CUDA generator states as lists/tensors, see :func:`rng_state`).
+(one entry per training process, in process order: its python, numpy, torch CPU and CUDA device
+generator states as lists/tensors, see :func:`rng_state` and :func:`process_rng_state`).
 """
 from __future__ import annotations
 
@@ -269,25 +270,36 @@ def save_checkpoint(folder: str | Path, step: int, payload: dict, keep_last: int
     return path
 
 
-def rng_state() -> dict:
-    """Python, numpy and torch (CPU, every CUDA device) generator states, as lists and tensors so
-    that ``torch.load(weights_only=True)`` reads them back."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Python, numpy and torch CPU generator states, and that of the CUDA ``device`` when it is
+    one, as lists and tensors so that ``torch.load(weights_only=True)`` reads them back."""
     version, mt, gauss = random.getstate()
     _, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": [version, list(mt), gauss],
              "numpy": [keys.tolist(), int(pos), int(has_gauss), float(cached)],
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` captured (CUDA states only where CUDA is available)."""
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_state` captured (the CUDA state only onto a CUDA ``device``)."""
     version, mt, gauss = state["python"]
     random.setstate((version, tuple(mt), gauss))
     keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def process_rng_state(states: list[dict] | dict, index: int, count: int) -> dict | None:
+    """The generator states of training process ``index`` of ``count`` from a checkpoint's
+    ``"training"/"rng"`` (one per process; a single dict in checkpoints of older versions).
+
+    Returns: that process's :func:`rng_state` dict, or None when the checkpoint was written by a
+    different number of processes (each process's streams cannot then be continued).
+    """
+    states = [states] if isinstance(states, dict) else list(states)
+    return states[index] if len(states) == count else None

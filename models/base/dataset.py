@@ -215,7 +215,12 @@ class SVCDataset(Dataset):
         out.update({name: np.array(arrays[name][sl], np.float32) for name in self.content_dims})
         return out
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        """Example ``index``; an ``(index, epoch)`` pair (:class:`EpochTaggedBatches`) crops as that
+        epoch does, whatever :meth:`set_epoch` was given (a persistent DataLoader worker holds a
+        copy of this dataset that never sees set_epoch)."""
+        if isinstance(index, tuple):
+            index, self.epoch = index
         return self._load(index, None, self.max_frames)
 
 
@@ -297,3 +302,19 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(len(self._batches()) - self.start, 0)
+
+
+class EpochTaggedBatches(Sampler[list[tuple[int, int]]]):
+    """The batches of a :class:`LengthGroupedBatchSampler` as ``(index, epoch)`` pairs, so that
+    :class:`SVCDataset` crops for the sampler's current epoch even in persistent DataLoader
+    workers."""
+
+    def __init__(self, batches: LengthGroupedBatchSampler):
+        self.batches = batches
+
+    def __iter__(self):
+        epoch = self.batches.epoch
+        return ([(i, epoch) for i in batch] for batch in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

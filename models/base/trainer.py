@@ -11,8 +11,16 @@ One training step = ``train.gradient_accumulation_steps`` micro-batches (acceler
 ``accumulate``: gradients synchronised across processes on the last one only), gradient clipping at
 ``train.grad_clip`` (the norm before clipping is logged), AdamW, one scheduler step. ``train.max_steps``
 and ``train.max_epochs`` bound the run. Data order, crops and the torch/numpy/python generators are
-seeded and saved, so on CPU a resumed run gives the same next losses as an uninterrupted one (with
-several processes only the main process' generator states are saved).
+seeded and saved (every process's generators), so on CPU a resumed run gives the same next losses as
+an uninterrupted one; resumed with another number of processes, each process is re-seeded instead.
+
+Speed: ``train.mixed_precision`` (utils/precision.py; "auto": bf16, else fp16 with the gradient
+scaler, on CUDA; float32 on CPU), TF32 matmuls and cudnn.benchmark on CUDA, pinned memory and
+persistent DataLoader workers on CUDA, ``train.compile`` (torch.compile with Inductor through
+accelerate; a second batch length recompiles once with dynamic shapes). A training step makes no device-to-host sync (apart from fp16's gradient-scaler check):
+losses are summed on the device, and the model's deferred input checks (modules with
+``defer_checks`` / ``raise_deferred_errors()``, e.g. the condition encoder's singer ids) are raised,
+and the losses logged, every ``train.log_every_steps``.
 
 Output under ``EXP = log_dir/<exp_name>``: ``args.json`` (merged config), ``checkpoint/``, ``export/``
 (students), ``tensorboard/`` (``train/*`` every log_every_steps: each loss, lr, grad_norm;
@@ -29,20 +37,22 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import TorchDynamoPlugin, gather_object, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, CheckpointError,
-                                    load_checkpoint, resolve_checkpoint, resume_checkpoint,
-                                    rng_state, save_checkpoint, set_rng_state)
-from models.base.dataset import (DataError, LengthGroupedBatchSampler, SVCDataset, collate,
-                                 denormalize_mel, load_singers, load_statistics)
+                                    load_checkpoint, process_rng_state, resolve_checkpoint,
+                                    resume_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from models.base.dataset import (DataError, EpochTaggedBatches, LengthGroupedBatchSampler,
+                                 SVCDataset, collate, denormalize_mel, load_singers,
+                                 load_statistics)
 from models.base.scheduler import build_scheduler
 from utils.config import ConfigError, config_to_dict
 from utils.paths import resolve_path
 from utils.io import save_json
+from utils.precision import enable_fast_cuda_math, resolve_mixed_precision
 from utils.schema import CantorConfig
 
 log = logging.getLogger(__name__)
@@ -87,9 +97,20 @@ class BaseTrainer:
             raise ConfigError(f"resume_type must be resume or finetune, got {resume_type!r}")
         self.cfg = cfg
         self.exp_dir = resolve_path(cfg.log_dir) / exp_name
-        self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision,
+        try:
+            precision = resolve_mixed_precision(cfg.train.mixed_precision)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        # dynamic=None: automatic dynamic shapes (dynamic=True trips an Inductor stride bug here).
+        dynamo = TorchDynamoPlugin(backend="inductor" if cfg.train.compile else "no", dynamic=None)
+        self.acc = Accelerator(mixed_precision=precision, dynamo_plugin=dynamo,
                                gradient_accumulation_steps=cfg.train.gradient_accumulation_steps)
         self.main = self.acc.is_main_process
+        if self.acc.device.type == "cuda":
+            enable_fast_cuda_math()
+        log.info("training on %s, %d process(es), mixed precision %s (train.mixed_precision = %s)"
+                 "%s", self.acc.device, self.acc.num_processes, precision,
+                 cfg.train.mixed_precision, ", compiled" if cfg.train.compile else "")
         set_seed(cfg.train.seed, device_specific=True)
 
         source, state = self._resume_source(resume, resume_from, resume_type)
@@ -118,6 +139,10 @@ class BaseTrainer:
             self._load_training_state(state, source)
         self.loss_module, self.optimizer = self.acc.prepare(_LossForward(self.model), self.optimizer)
         self.params = params
+        self.checked_modules = [m for m in self.model.modules()
+                                if hasattr(m, "raise_deferred_errors")]
+        for m in self.checked_modules:
+            m.defer_checks = True
         n_all = sum(p.numel() for p in self.model.parameters())
         log.info("%s: %.2f M parameters, %.2f M trained", type(self.model).__name__, n_all / 1e6,
                  sum(p.numel() for p in params) / 1e6)
@@ -166,9 +191,10 @@ class BaseTrainer:
                                                  cfg.train.seed, True, acc.num_processes,
                                                  acc.process_index)
         workers = cfg.train.dataloader_workers
+        cuda = acc.device.type == "cuda"
         self.train_loader = DataLoader(
-            self.train_set, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
-            pin_memory=acc.device.type == "cuda",
+            self.train_set, batch_sampler=EpochTaggedBatches(self.sampler), collate_fn=collate,
+            num_workers=workers, pin_memory=cuda, persistent_workers=cuda and workers > 0,
             generator=torch.Generator().manual_seed(cfg.train.seed))
         self.valid_set = SVCDataset(cfg, "test", False, self.singers, self.statistics)
         self.valid_loader = None
@@ -209,7 +235,13 @@ class BaseTrainer:
         if tr.get("scaler") is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(tr["scaler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], tr["batches_done"]
-        self._rng = tr["rng"]
+        acc = self.acc
+        self._rng = process_rng_state(tr["rng"], acc.process_index, acc.num_processes)
+        if self._rng is None:
+            log.warning("%s was written by another number of processes than %d: the random "
+                        "generators are re-seeded from train.seed and the step", path,
+                        acc.num_processes)
+            set_seed(self.cfg.train.seed + self.step, device_specific=True)
         log.info("resuming from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -222,11 +254,12 @@ class BaseTrainer:
     def save(self) -> None:
         """Write ``checkpoint/step-<step>.pt`` (and ``export/`` for a student) on the main process."""
         self.acc.wait_for_everyone()
+        rngs = gather_object([rng_state(self.acc.device)])  # every process's, in process order
         if self.main:
             payload = self._conversion_payload()
             training = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(), "batches_done": self.batches_done,
-                        "rng": rng_state()}
+                        "rng": rngs}
             if self.acc.scaler is not None:
                 training["scaler"] = self.acc.scaler.state_dict()
             keep = self.cfg.train.keep_last
@@ -248,11 +281,11 @@ class BaseTrainer:
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"),
                                         purge_step=self.step + 1 if self.step else None)
         if self._rng is not None:
-            set_rng_state(self._rng)
+            set_rng_state(self._rng, acc.device)
             self._rng = None
         self.model.train()
         saved_at = self.step
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, torch.Tensor] = {}  # this step's losses summed over micro-batches, on device
         micro = 0
         bar = tqdm(total=t.max_steps, initial=self.step, desc=self.exp_dir.name, unit="step",
                    disable=not self.main, dynamic_ncols=True)
@@ -260,7 +293,6 @@ class BaseTrainer:
         done = self.step >= t.max_steps
         while not done and (t.max_epochs < 0 or self.epoch < t.max_epochs):
             self.sampler.set_epoch(self.epoch, self.batches_done)
-            self.train_set.set_epoch(self.epoch)
             for batch in self.train_loader:
                 batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
                 self.batches_done += 1
@@ -271,7 +303,7 @@ class BaseTrainer:
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 for k, v in losses.items():
-                    sums[k] += float(v.detach())
+                    sums[k] = sums[k] + v.detach() if k in sums else v.detach()
                 micro += 1
                 if not acc.sync_gradients:
                     continue
@@ -281,9 +313,10 @@ class BaseTrainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % t.log_every_steps == 0:
-                    means = {k: v / micro for k, v in sums.items()}
-                    self._log_train(means, grad_norm)
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    for m in self.checked_modules:
+                        m.raise_deferred_errors()
+                    loss = self._log_train({k: v / micro for k, v in sums.items()}, grad_norm)
+                    bar.set_postfix(loss=f"{loss:.4f}")
                 sums.clear()
                 micro = 0
                 if self.step % t.valid_every_steps == 0:
@@ -303,14 +336,17 @@ class BaseTrainer:
         if self.writer is not None:
             self.writer.close()
 
-    def _log_train(self, means: dict[str, float], grad_norm) -> None:
-        values = torch.tensor(list(means.values()) + [float(grad_norm)], device=self.acc.device)
-        values = self.acc.reduce(values, reduction="mean")
-        if self.writer is None:
-            return
-        for name, v in zip(list(means) + ["grad_norm"], values.tolist()):
-            self.writer.add_scalar(f"train/{name}", v, self.step)
-        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+    def _log_train(self, means: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> float:
+        """Write the step's mean losses and gradient norm (averaged over processes: the one sync
+        of a logged step) and the lr; returns the mean loss."""
+        values = torch.stack([v.float() for v in means.values()]
+                             + [torch.as_tensor(grad_norm, device=self.acc.device).float()])
+        values = self.acc.reduce(values, reduction="mean").tolist()
+        if self.writer is not None:
+            for name, v in zip(list(means) + ["grad_norm"], values):
+                self.writer.add_scalar(f"train/{name}", v, self.step)
+            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+        return values[list(means).index("loss")]
 
     # --- validation ---------------------------------------------------------------------------
 

@@ -62,7 +62,15 @@ class ConditionEncoder(nn.Module):
         ValueError: an unknown content feature name (no ``<name>_dim`` key in the schema).
 
     The log-energy range is a buffer pair saved in the state dict; it starts undefined (NaN) and is
-    set once from statistics.json with :meth:`set_energy_range`.
+    set once from statistics.json with :meth:`set_energy_range` (or by loading a state dict).
+
+    Input checks without device-to-host syncs: with ``defer_checks`` False (the default) a singer id
+    outside the table raises at once, which needs the ids on the host. The trainer sets
+    ``defer_checks`` True: ids outside the table are then clamped into it (no device-side assert),
+    remembered on the device, and :meth:`raise_deferred_errors` (called every
+    ``train.log_every_steps``) raises the same ValueError. Whether the energy range is set is known
+    on the host (set at :meth:`set_energy_range` and at state-dict loading), so checking it costs
+    no sync either.
     """
 
     def __init__(self, cfg: CantorConfig, hidden_size: int):
@@ -86,6 +94,16 @@ class ConditionEncoder(nn.Module):
             {name: nn.Linear(dim, hidden_size) for name, dim in self.content_dims.items()})
         self.register_buffer("log_energy_min", torch.tensor(float("nan")))
         self.register_buffer("log_energy_max", torch.tensor(float("nan")))
+        self.energy_range_set = False
+        self.register_load_state_dict_post_hook(ConditionEncoder._after_load)
+        self.defer_checks = False
+        # (any id outside the table seen since the last check, one such id), on the device.
+        self._deferred: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @staticmethod
+    def _after_load(module: "ConditionEncoder", incompatible_keys) -> None:
+        module.energy_range_set = bool(torch.isfinite(module.log_energy_min)
+                                       & torch.isfinite(module.log_energy_max))
 
     def set_energy_range(self, log_energy_min: float, log_energy_max: float) -> None:
         """Set the natural-log energy range split into ``energy_bins`` buckets (statistics.json's
@@ -98,6 +116,7 @@ class ConditionEncoder(nn.Module):
             raise ValueError(f"log-energy range must be finite with min < max, got [{lo}, {hi}]")
         self.log_energy_min.fill_(lo)
         self.log_energy_max.fill_(hi)
+        self.energy_range_set = True
 
     def energy_bucket(self, energy: torch.Tensor) -> torch.Tensor:
         """(B, T) energy -> (B, T) long bucket in [0, energy_bins - 1]: ln(energy) against
@@ -105,7 +124,7 @@ class ConditionEncoder(nn.Module):
 
         Raises: RuntimeError if :meth:`set_energy_range` was never called (nor a state dict loaded).
         """
-        if torch.isnan(self.log_energy_min) or torch.isnan(self.log_energy_max):
+        if not self.energy_range_set:
             raise RuntimeError("ConditionEncoder: the log-energy range is not set; call "
                                "set_energy_range(log_energy_min, log_energy_max) with the values "
                                "of the dataset's statistics.json, or load a trained state dict")
@@ -122,7 +141,8 @@ class ConditionEncoder(nn.Module):
         Returns:
             (B, T, hidden_size), zero on padded frames.
         Raises:
-            ValueError: a content feature of the wrong size or a singer id outside the table.
+            ValueError: a content feature of the wrong size or (unless ``defer_checks``) a singer id
+                outside the table.
             KeyError: a missing batch entry.
         """
         mask = batch["mask"]
@@ -137,10 +157,33 @@ class ConditionEncoder(nn.Module):
                                  f"says model.condition_encoder.{name}_dim = "
                                  f"{self.content_dims[name]}")
             h = h + proj(feat)
-        singer = batch["singer"].long()
-        if singer.numel() and (singer.min() < 0 or singer.max() >= self.singer_table_size):
-            raise ValueError(f"singer id {int(singer.max())} outside the embedding table "
-                             f"(model.condition_encoder.singer_table_size = "
-                             f"{self.singer_table_size})")
+        singer = self._checked_singer(batch["singer"].long())
         h = h + self.singer_embedding(singer)[:, None, :]
         return h * mask[..., None].to(h.dtype)
+
+    def _singer_error(self, singer_id: int) -> ValueError:
+        return ValueError(f"singer id {singer_id} outside the embedding table "
+                          f"(model.condition_encoder.singer_table_size = {self.singer_table_size})")
+
+    def _checked_singer(self, singer: torch.Tensor) -> torch.Tensor:
+        """(B,) ids, checked against the table now or, with ``defer_checks``, later (class doc)."""
+        outside = (singer < 0) | (singer >= self.singer_table_size)
+        if not self.defer_checks:
+            if singer.numel() and bool(outside.any()):
+                raise self._singer_error(int(singer[outside][0]))
+            return singer
+        if singer.numel():
+            # gather, not singer[tensor]: indexing with a 0-d tensor reads it on the host.
+            seen, example = outside.any(), singer.gather(0, outside.long().argmax()[None])[0]
+            if self._deferred is not None:
+                seen, example = (seen | self._deferred[0],
+                                 torch.where(self._deferred[0], self._deferred[1], example))
+            self._deferred = (seen, example)
+        return singer.clamp(0, self.singer_table_size - 1)
+
+    def raise_deferred_errors(self) -> None:
+        """Raise the ValueError of a singer id outside the table seen since the last call (with
+        ``defer_checks``); one device-to-host sync. Clears what was remembered."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and bool(deferred[0]):
+            raise self._singer_error(int(deferred[1]))

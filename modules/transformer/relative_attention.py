@@ -63,7 +63,8 @@ class RelativePositionMultiHeadAttention(nn.Module):
         rel_logits = torch.gather(q @ self.rel_key.t(), -1, rel_index) * near   # (B, H, T, T)
         scores = (q @ k.transpose(-1, -2) + rel_logits) / math.sqrt(self.d_k)
         scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        probs = self.dropout(torch.softmax(scores, dim=-1))
+        # float32 softmax (as CUDA autocast does; CPU autocast would keep bfloat16).
+        probs = self.dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype))
         # Probability mass at each relative offset r - w for query i: probs[i, i + r - w].
         cols = pos[:, None] + torch.arange(2 * w + 1, device=x.device)[None, :] - w  # (T, 2w+1)
         inside = ((cols >= 0) & (cols < t)).to(q.dtype)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.svc.comosvc.edm import EDM, Network, karras_sigmas
+from models.svc.comosvc.edm import EDM, Network, karras_sigmas, seeded
 
 
 def consistency_distillation_loss(edm: EDM, student: Network, target: Network, teacher: Network,
@@ -38,11 +38,11 @@ def consistency_distillation_loss(edm: EDM, student: Network, target: Network, t
         generator: optional, for reproducible draws of n and eps (on y's device).
     Returns: scalar tensor (gradient only into the student).
     """
-    t = karras_sigmas(n_timesteps, edm.sigma_min, edm.sigma_max, edm.rho).flip(0)
-    t = t.to(device=y.device, dtype=y.dtype)
-    n = torch.randint(0, n_timesteps - 1, (y.shape[0],), generator=generator, device=y.device)
+    t = karras_sigmas(n_timesteps, edm.sigma_min, edm.sigma_max, edm.rho, y.device).flip(0)
+    t = t.to(y.dtype)
+    n = torch.randint(0, n_timesteps - 1, (y.shape[0],), device=y.device, **seeded(generator))
     t_n, t_next = t[n], t[n + 1]
-    eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    eps = torch.randn(y.shape, device=y.device, dtype=y.dtype, **seeded(generator))
     x_next = edm.add_noise(y, t_next, mu, eps)
     pred = edm.denoise(student, x_next, t_next, mu, mask)
     with torch.no_grad():
@@ -68,13 +68,14 @@ def consistency_sample(edm: EDM, net: Network, mu: torch.Tensor, mask: torch.Ten
     steps = 1: f(sigma_max (eps + mu), sigma_max), one network evaluation. steps = k > 1: the
     levels are the first k of the (k + 1)-level Karras grid (sigma_max down to, not including,
     sigma_min), re-noising with fresh eps before each later step; k evaluations.
-    Returns: (B, n_mel, T), zero on padded frames.
+    Returns: (B, n_mel, T), at least float32 (as EDM.sample), zero on padded frames.
     Raises: ValueError for steps < 1.
     """
     if steps < 1:
         raise ValueError(f"consistency sampling needs steps >= 1, got {steps}")
     levels = [edm.sigma_max] if steps == 1 else \
         karras_sigmas(steps + 1, edm.sigma_min, edm.sigma_max, edm.rho)[:-1].tolist()
+    mu = mu.to(torch.promote_types(mu.dtype, torch.float32))
     m = mask[:, None, :].to(mu.dtype)
     x = torch.zeros_like(mu)
     for i, tau in enumerate(levels):

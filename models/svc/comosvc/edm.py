@@ -47,20 +47,28 @@ SIGMA_MIN_RTOL = 1e-4
 Network = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float,
+                  device: torch.device | str | None = None) -> torch.Tensor:
     """The Karras et al. 2022 (eq. 5) noise levels, descending from sigma_max to sigma_min.
 
-    Args: n >= 1 levels (n = 1 gives [sigma_max]); sigma_min < sigma_max; rho > 0.
+    Args: n >= 1 levels (n = 1 gives [sigma_max]); sigma_min < sigma_max; rho > 0; device: where
+        to compute them (on a GPU: no host-to-device copy in a training step).
     Returns: (n,) float64 tensor.
     Raises: ValueError for n < 1.
     """
     if n < 1:
         raise ValueError(f"need at least one noise level, got {n}")
     if n == 1:
-        return torch.tensor([sigma_max], dtype=torch.float64)
-    ramp = torch.arange(n, dtype=torch.float64) / (n - 1)
+        return torch.full((1,), sigma_max, dtype=torch.float64, device=device)
+    ramp = torch.arange(n, dtype=torch.float64, device=device) / (n - 1)
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     return (hi + ramp * (lo - hi)) ** rho
+
+
+def seeded(generator: torch.Generator | None) -> dict:
+    """``{"generator": generator}``, or {} for None: torch.compile cannot trace the generator
+    overloads of randn / randint with symbolic (dynamic) shapes, even given None."""
+    return {} if generator is None else {"generator": generator}
 
 
 def _per_item(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -140,9 +148,9 @@ class EDM:
 
         Returns: scalar tensor. ``generator`` (on y's device) makes the draws reproducible."""
         b = y.shape[0]
-        z = torch.randn(b, generator=generator, device=y.device, dtype=y.dtype)
+        z = torch.randn(b, device=y.device, dtype=y.dtype, **seeded(generator))
         sigma = (self.P_mean + self.P_std * z).exp()
-        eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        eps = torch.randn(y.shape, device=y.device, dtype=y.dtype, **seeded(generator))
         d = self.denoise(net, self.add_noise(y, sigma, mu, eps), sigma, mu, mask)
         err = _per_item(self.loss_weight(sigma), y) * (d - y) ** 2
         m = mask[:, None, :].to(y.dtype)
@@ -185,6 +193,8 @@ class EDM:
         same reason the slope at sigma_min carries no information (D is the identity there), so
         the step into sigma_min is an Euler step: network evaluations are ``steps`` (Euler) or
         2 * steps - 1 (Heun).
+        The trajectory x is kept in at least float32 (a half-precision mu is cast), also when the network runs under
+        autocast.
         Returns: (B, n_mel, T), zero on padded frames.
         Raises: ValueError for an unknown sampler or steps < 1.
         """
@@ -193,6 +203,7 @@ class EDM:
         if steps < 1:
             raise ValueError(f"sampling needs steps >= 1, got {steps}")
         sigmas = karras_sigmas(steps + 1, self.sigma_min, self.sigma_max, self.rho).tolist()
+        mu = mu.to(torch.promote_types(mu.dtype, torch.float32))
         m = mask[:, None, :].to(mu.dtype)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         x = self.add_noise(torch.zeros_like(mu), sigmas[0], mu, eps) * m

@@ -1,15 +1,19 @@
 """Masked reconstruction losses of the coarse mel mu (the "prior loss" and the SSIM loss of CoMoSVC,
-Lu et al. 2024). Mels are (B, n_mel, T), min-max normalised to [-1, 1]; masks (B, T) bool."""
+Lu et al. 2024). Mels are (B, n_mel, T), min-max normalised to [-1, 1]; masks (B, T) bool. Both
+are computed in float32, also inside a mixed-precision forward (utils.precision.float32)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from utils.precision import float32
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
+@float32
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of (pred - target)^2 over the real (frame, bin) cells. Returns a scalar tensor."""
     m = mask[:, None, :].to(pred.dtype)
@@ -23,6 +27,7 @@ def _gaussian_blur(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, window.view(1, 1, 1, k), padding=(0, k // 2))
 
 
+@float32
 def masked_ssim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1 - mean SSIM over the real frames, the mel taken as a one-channel image (bins x frames).
 
