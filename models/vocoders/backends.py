@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from models.vocoders.formats import MelSettings
 from models.vocoders.onnx_export import cache_folder, cached_onnx, generator_key
-from models.vocoders.runtimes import ONNX_BACKENDS, installed_backends, make_runtime
+from models.vocoders.runtimes import (ONNX_BACKENDS, check_installed, installed_backends,
+                                      make_runtime)
 from utils.cpu import cpu_flags, cpu_model, native_bf16
 from utils.io import load_json, save_json
 from utils.paths import resolve_path
@@ -226,6 +227,7 @@ def vocoder_runtime(vocoder_cfg, generator: nn.Module, settings: MelSettings, ki
 
     def build(candidate: Candidate, key: str | None = None):
         if candidate.backend in ONNX_BACKENDS:
+            check_installed(candidate.backend)  # before the export, not after it
             onnx_file = cached_onnx(generator, settings, kind, cache_dir, key)
             return make_runtime(candidate.backend, candidate.precision, generator, onnx_file)
         return make_runtime("torch", candidate.precision, generator.to(device))

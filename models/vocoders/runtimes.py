@@ -36,7 +36,8 @@ def installed_backends() -> list[str]:
     return [b for b in BACKENDS if b == "torch" or importlib.util.find_spec(b) is not None]
 
 
-def _check_installed(backend: str) -> None:
+def check_installed(backend: str) -> None:
+    """Raise BackendUnavailableError unless ``backend``'s package is importable."""
     if backend not in installed_backends():
         raise BackendUnavailableError(f"vocoder.backend = {backend}: the {backend} package is not "
                                       f"installed ({INSTALL_HINT[backend]}), or use auto / torch")
@@ -72,7 +73,7 @@ class OnnxRuntimeRuntime:
     precision = "fp32"
 
     def __init__(self, onnx_file, threads: int):
-        _check_installed("onnxruntime")
+        check_installed("onnxruntime")
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -94,7 +95,7 @@ class OpenVINORuntime:
     backend = "openvino"
 
     def __init__(self, onnx_file, threads: int, precision: str = "fp32"):
-        _check_installed("openvino")
+        check_installed("openvino")
         import openvino
 
         self.precision = precision
