@@ -146,7 +146,7 @@ def _tiny_config(root: Path, *extra: str):
         "model.comosvc.residual_channels=32", "preprocess.content_features=['whisper']",
         f"preprocess.whisper_path={root / 'whisper.pt'}", "vocoder.type=hifigan",
         f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "vocoder.backend=torch",
-        "inference.chunk_seconds=1.2",
+        "vocoder.precision=fp32", "inference.chunk_seconds=1.2",
         "inference.chunk_overlap=0.2", "inference.comosvc.inference_steps=1", *extra])
 
 

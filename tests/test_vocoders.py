@@ -79,7 +79,7 @@ def test_hifigan_dict_checkpoint_loads_and_vocodes(tmp_path):
                                           "upsample_initial_channel": 32})
     cfg = config_from_dict({"preprocess": DEMO_22K, "model": OUT_80,
                             "vocoder": {"type": "hifigan", "path": str(tmp_path / "generator_v1"),
-                                        "backend": "torch"}})
+                                        "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(80, 20)
     wav = vocoder(mel)
@@ -112,7 +112,7 @@ def test_nvidia_bigvgan_folder_loads_and_vocodes(tmp_path, parametrized):
     write_json(tmp_path / "config.json", {**BIGVGAN_MEL, **TINY_BIGVGAN,
                                           "use_bias_at_final": False, "use_tanh_at_final": False})
     cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path),
-                                       "backend": "torch"}})
+                                       "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(100, 12)
     wav = vocoder(mel)
@@ -134,7 +134,7 @@ def test_amphion_bigvgan_folder_uses_newest_step(tmp_path):
                        "win_size": 1024, "fmin": 0, "fmax": 12000},
         "model": {"generator": "bigvgan", "bigvgan": TINY_BIGVGAN}})
     cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path),
-                                       "backend": "torch"}})
+                                       "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(100, 10, batch=1)
     wav = vocoder(mel)
@@ -191,7 +191,7 @@ def test_missing_bigvgan_weights_fall_back_to_griffin_lim_loudly(tmp_path):
 @pytest.fixture(scope="module")
 def universal_hifigan():
     cfg = load_config(ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json",
-                      ["vocoder.backend=torch"])
+                      ["vocoder.backend=torch", "vocoder.precision=fp32"])
     try:
         return cfg, load_vocoder(cfg)
     except FileNotFoundError as e:
