@@ -55,7 +55,8 @@ def conversion_test_config(root: Path, *extra: str):
         "model.comosvc.filter_channels=64", "model.comosvc.n_res_blocks=2",
         "model.comosvc.residual_channels=32", "preprocess.content_features=['whisper']",
         f"preprocess.whisper_path={root / 'whisper.pt'}", "vocoder.type=hifigan",
-        f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "inference.chunk_seconds=1.2",
+        f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "vocoder.backend=torch",
+        "vocoder.precision=fp32", "inference.chunk_seconds=1.2",
         "inference.chunk_overlap=0.2", "inference.comosvc.inference_steps=1", *extra])
 
 

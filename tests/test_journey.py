@@ -57,7 +57,8 @@ def journey(tmp_path_factory, demo_data):
         save_wav(raw / singer / "session" / "long.wav", long, SR)
     (raw / "EN-Alto-2" / "broken.wav").write_bytes(b"RIFF not a wav")
     tiny = [f"preprocess.whisper_path={root / 'whisper.pt'}", "model.condition_encoder.whisper_dim=16",
-            f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "model.comosvc.input_dim=32",
+            f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "vocoder.backend=torch",
+            "vocoder.precision=fp32", "model.comosvc.input_dim=32",
             "model.comosvc.n_layers=1", "model.comosvc.filter_channels=32",
             "model.comosvc.n_res_blocks=2", "model.comosvc.residual_channels=32",
             "train.batch_size=4", "train.max_frames=64", "train.valid_every_steps=1000",

@@ -78,7 +78,8 @@ def test_hifigan_dict_checkpoint_loads_and_vocodes(tmp_path):
                                           "fmax": 8000, "resblock": "1",
                                           "upsample_initial_channel": 32})
     cfg = config_from_dict({"preprocess": DEMO_22K, "model": OUT_80,
-                            "vocoder": {"type": "hifigan", "path": str(tmp_path / "generator_v1")}})
+                            "vocoder": {"type": "hifigan", "path": str(tmp_path / "generator_v1"),
+                                        "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(80, 20)
     wav = vocoder(mel)
@@ -110,7 +111,8 @@ def test_nvidia_bigvgan_folder_loads_and_vocodes(tmp_path, parametrized):
     torch.save({"generator": state}, tmp_path / "bigvgan_generator.pt")
     write_json(tmp_path / "config.json", {**BIGVGAN_MEL, **TINY_BIGVGAN,
                                           "use_bias_at_final": False, "use_tanh_at_final": False})
-    cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path)}})
+    cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path),
+                                       "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(100, 12)
     wav = vocoder(mel)
@@ -131,7 +133,8 @@ def test_amphion_bigvgan_folder_uses_newest_step(tmp_path):
         "preprocess": {"sample_rate": 24000, "n_mel": 100, "hop_size": 256, "n_fft": 1024,
                        "win_size": 1024, "fmin": 0, "fmax": 12000},
         "model": {"generator": "bigvgan", "bigvgan": TINY_BIGVGAN}})
-    cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path)}})
+    cfg = config_from_dict({"vocoder": {"type": "bigvgan", "path": str(tmp_path),
+                                       "backend": "torch", "precision": "fp32"}})
     vocoder = load_vocoder(cfg)
     mel = random_mel(100, 10, batch=1)
     wav = vocoder(mel)
@@ -187,7 +190,8 @@ def test_missing_bigvgan_weights_fall_back_to_griffin_lim_loudly(tmp_path):
 
 @pytest.fixture(scope="module")
 def universal_hifigan():
-    cfg = load_config(ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json")
+    cfg = load_config(ROOT / "egs" / "svc" / "DiffComoSVC" / "exp_config_demo.json",
+                      ["vocoder.backend=torch", "vocoder.precision=fp32"])
     try:
         return cfg, load_vocoder(cfg)
     except FileNotFoundError as e:

