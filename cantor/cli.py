@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
     "train": ("bins.svc.train", "stage 2: train the DiffComoSVC teacher or distil it (one process)"),
+    "webui": ("bins.webui", "the web UI: convert, batch, train and browse models in a browser"),
 }
 
 
