@@ -58,7 +58,7 @@ def test_convert_flow_gives_audio_of_the_source_length(client, running):
 
 def test_student_with_autoshift_and_experiment_info(client, running):
     from gradio_client import handle_file
-    singers, _, steps, f0 = client.predict("tiny/student", api_name="/experiment_info")
+    singers, steps, f0 = client.predict("tiny/student", api_name="/experiment_info")
     assert [c[0] for c in singers["choices"]] == ["demo_A", "demo_B"]
     assert steps == 1 and f0 == "parselmouth"
     song = running.data / "songs" / "ZH-Tenor-1_zh07.wav"
@@ -131,6 +131,18 @@ def test_other_paths_are_refused_too(client, running):
     assert msg.startswith("config file '/etc/passwd' is outside")
     msg = _error(client, "../up", "songs", "", True, None, api_name="/train_stage1")
     assert "project name '../up'" in msg
+
+
+def test_files_outside_the_uploads_are_not_served_nor_taken(running):
+    import httpx
+    api = running.url + "gradio_api"
+    for path in ("/etc/passwd", str(running.models / "tiny/teacher/checkpoint/step-00000020.pt")):
+        assert httpx.get(f"{api}/file={path}").status_code == 403
+    event = httpx.post(f"{api}/call/convert", json={"data": [
+        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "tiny/teacher", "demo_A", 0,
+        False, None, None]}).json()["event_id"]
+    reply = httpx.get(f"{api}/call/convert/{event}", timeout=60).text
+    assert "event: error" in reply and "not uploaded by a user" in reply
 
 
 def test_oversized_upload_is_refused(running, tmp_path):
@@ -264,3 +276,14 @@ def test_run_stage_parses_progress_loss_and_errors(tmp_path):
         hang.wait(0.05)
     queue.cancel(hang.id)
     assert hang.wait(20) and hang.state == "cancelled"
+
+
+def test_cantor_webui_command_refuses_a_missing_folder(tmp_path):
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "cantor.cli", "webui", "--models", str(tmp_path / "no"),
+                        "--data", str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"error: --models {tmp_path / 'no'}: no such folder" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "cantor.cli", "--help"], cwd=root, capture_output=True,
+                       text=True, timeout=120)
+    assert "webui" in r.stdout

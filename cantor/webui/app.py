@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from cantor.webui.handlers import RequestError, WebUI, f0_extractors
+from cantor.webui.training import tensorboard_command
 
 MODELS_HEADERS = ["experiment", "kind", "step", "singers", "checkpoint file", "checkpoints",
                   "exports", "folder"]
@@ -36,18 +37,20 @@ def build_app(ui: WebUI):
     def experiment_choices():
         return [(e.label, e.name) for e in ui.experiments()]
 
-    def on_experiment(name):
-        """Singers, steps and F0 extractor of the chosen experiment."""
-        if not name:
-            return gr.update(choices=[], value=None), gr.update(choices=[], value=[]), None, None
-        try:
-            exp = ui.experiment(name)
-        except RequestError as e:
-            raise fail(e) from None
-        first = exp.singers[0] if exp.singers else None
-        return (gr.update(choices=list(exp.singers), value=first),
-                gr.update(choices=list(exp.singers), value=[first] if first else []),
-                exp.default_steps, exp.f0_extractor)
+    def on_experiment(multiselect: bool):
+        def update(name):
+            """Singers, default steps and F0 extractor of the chosen experiment."""
+            if not name:
+                return gr.update(choices=[], value=[] if multiselect else None), None, None
+            try:
+                exp = ui.experiment(name)
+            except RequestError as e:
+                raise fail(e) from None
+            first = exp.singers[0] if exp.singers else None
+            value = ([first] if first else []) if multiselect else first
+            return (gr.update(choices=list(exp.singers), value=value), exp.default_steps,
+                    exp.f0_extractor)
+        return update
 
     def on_convert(song, name, singer, key_shift, autoshift, steps, f0, progress=gr.Progress()):
         try:
@@ -81,7 +84,8 @@ def build_app(ui: WebUI):
             yield job.id, job.status_line(), []
             return
         models = ui.sandbox.root("models")
-        rows = [[str(p.relative_to(models)), "converted"] for p in job.result["written"]]
+        rows = [[str(p.relative_to(models) if p.is_relative_to(models) else p), "converted"]
+                for p in job.result["written"]]
         rows += [[str(p), f"failed: {msg}"] for p, msg in job.result["failed"]]
         yield job.id, job.result["summary"], rows
 
@@ -92,7 +96,7 @@ def build_app(ui: WebUI):
             except RequestError as e:
                 raise fail(e) from None
             folder = ui.sandbox.root("models") / project
-            return job.id, job.status_line(), f"tensorboard --logdir {folder}"
+            return job.id, job.status_line(), tensorboard_command(folder)
         return start
 
     def train_status(job_id):
@@ -202,9 +206,10 @@ def build_app(ui: WebUI):
             j_table = gr.Dataframe(ui.jobs_table(), headers=JOBS_HEADERS, interactive=False)
         timer = gr.Timer(TIMER_SECONDS)
 
-        c_exp.change(on_experiment, c_exp, [c_singer, b_singers, c_steps, c_f0],
+        c_exp.change(on_experiment(False), c_exp, [c_singer, c_steps, c_f0],
                      api_name="experiment_info")
-        b_exp.change(on_experiment, b_exp, [c_singer, b_singers, b_steps, b_f0], api_visibility="private")
+        b_exp.change(on_experiment(True), b_exp, [b_singers, b_steps, b_f0],
+                     api_visibility="private")
         c_go.click(on_convert, [song, c_exp, c_singer, c_key, c_auto, c_steps, c_f0],
                    [c_job, c_status, c_out, c_file, c_rtf, c_plot], api_name="convert",
                    concurrency_limit=None)
@@ -221,6 +226,7 @@ def build_app(ui: WebUI):
         timer.tick(ui.jobs_table, None, j_table, api_name="jobs", concurrency_limit=None,
                    show_progress="hidden")
         m_refresh.click(refresh_models, None, [m_table, c_exp, b_exp], api_name="models")
+        app.load(refresh_models, None, [m_table, c_exp, b_exp], api_visibility="private")
     return app
 
 
@@ -232,5 +238,5 @@ def launch(ui: WebUI, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: 
     app.queue(default_concurrency_limit=1)
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
                max_file_size=int(max_upload_mb * 1024 * 1024), prevent_thread_lock=not block,
-               show_error=True, ssr_mode=False, mcp_server=False, quiet=not block)
+               show_error=True, ssr_mode=False, mcp_server=False, quiet=True)
     return app

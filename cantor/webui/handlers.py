@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 from models.base.converter import AUTOSHIFT
 
 from cantor.webui import conversion, experiments, training
-from cantor.webui.jobs import CANCELLED, DONE, FAILED, Job, JobQueue, one_line_error
+from cantor.webui.jobs import FAILED, Job, JobQueue, one_line_error
 from cantor.webui.sandbox import Sandbox
 
 POLL_SECONDS = 0.25
@@ -190,18 +189,3 @@ class WebUI:
             raise RequestError(job.error)
         yield job
 
-    @staticmethod
-    def finished(job: Job) -> bool:
-        return job.state == DONE
-
-    @staticmethod
-    def cancelled(job: Job) -> bool:
-        return job.state == CANCELLED
-
-
-def wait_for(job: Job, timeout: float) -> Job:
-    """Block until ``job`` ended or ``timeout`` seconds passed (for scripts and tests)."""
-    deadline = time.monotonic() + timeout
-    while not job.ended and time.monotonic() < deadline:
-        job.wait(POLL_SECONDS)
-    return job

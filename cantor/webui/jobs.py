@@ -8,7 +8,6 @@ import itertools
 import logging
 import queue
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -41,8 +40,6 @@ class Job:
     error: str = ""
     log: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     on_cancel: Callable[[], None] | None = field(default=None, repr=False)
@@ -156,7 +153,7 @@ class JobQueue:
 
     @staticmethod
     def _finish(job: Job, state: str, message: str) -> None:
-        job.state, job.message, job.finished = state, message, time.time()
+        job.state, job.message = state, message
         job._done.set()
 
 
