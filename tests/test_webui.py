@@ -54,6 +54,9 @@ def test_convert_flow_gives_audio_of_the_source_length(client, running):
                                             + stages["vocoder"], abs=2e-4)
     assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
     assert running.ui.jobs.get(job).state == "done"
+    from cantor.webui.experiments import _converters
+    (converter,) = _converters.values()          # the F0 extractor asked for, not the trained one
+    assert converter.cfg.preprocess.f0_extractor == "dio" and converter.steps == 2
 
 
 def test_student_with_autoshift_and_experiment_info(client, running):
