@@ -5,6 +5,7 @@ upload; the job queue's order and cancellation; the Train tab's run.sh commands 
 a run's progress, loss and errors."""
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -16,11 +17,28 @@ import soundfile as sf
 from webui_fixtures import MAX_UPLOAD_MB, SR, start
 
 
+LOCAL = ("127.0.0.1", "::1", "localhost")
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory, demo_data):
-    ui = start(tmp_path_factory.mktemp("webui"), demo_data)
-    yield ui
-    ui.app.close()
+    """The UI, in a process whose connections to anywhere but this machine fail (and are
+    recorded in ``outbound``)."""
+    outbound = []
+    connect = socket.socket.connect
+
+    def local_only(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL:
+            outbound.append(address)
+            raise OSError(f"network cut by the test: {address}")
+        return connect(sock, address)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", local_only)
+        ui = start(tmp_path_factory.mktemp("webui"), demo_data)
+        ui.outbound = outbound
+        yield ui
+        ui.app.close()
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +194,12 @@ def test_sandbox_resolves_inside_and_refuses_outside(tmp_path):
             box.resolve(text, "data", "folder", kind="dir")
 
 
+def test_the_server_reached_nothing_outside_this_machine(running, client):
+    # After every flow above (tests run in file order): no connection left this machine.
+    client.predict(api_name="/models")
+    assert running.outbound == []
+
+
 # --- the job queue --------------------------------------------------------------------------------
 
 def test_jobs_run_in_order_and_cancel():
@@ -208,6 +232,18 @@ def test_jobs_run_in_order_and_cancel():
     assert "job 5 failed: ZeroDivisionError" in failing.status_line()
     with pytest.raises(KeyError, match="no job 99"):
         queue.get(99)
+
+
+def test_only_the_newest_results_are_kept():
+    from cantor.webui.jobs import KEEP_RESULTS, JobQueue
+    queue = JobQueue(("work",))
+    jobs = []
+    for i in range(KEEP_RESULTS + 2):
+        jobs.append(queue.submit("work", f"job {i}", lambda job: [job.id] * 1000))
+        assert jobs[-1].wait(5)
+    queue.submit("work", "one more", lambda job: None).wait(5)
+    assert [j.result is None for j in jobs] == [True, True] + [False] * KEEP_RESULTS
+    assert jobs[-1].result == [jobs[-1].id] * 1000
 
 
 # --- training -------------------------------------------------------------------------------------

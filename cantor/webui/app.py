@@ -181,7 +181,8 @@ def build_app(ui: WebUI):
                     t_project = gr.Textbox(label="Project name (a folder in the models folder)")
                     t_dataset = gr.Textbox(label="Dataset folder, singer/song/take.wav "
                                                  "(inside the data folder)")
-                    t_config = gr.Textbox(label="... or an experiment config file")
+                    t_config = gr.Textbox(label="... or an experiment config file (inside the data or "
+                                                 "models folder)")
                     with gr.Row():
                         t_steps = gr.Number(None, precision=0, minimum=1,
                                             label="Max steps (empty: the config's)")

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 LOG_LINES = 200
+KEEP_RESULTS = 20  # ended jobs whose results (audio paths, figures) stay in memory
 
 
 class Cancelled(BaseException):
@@ -97,10 +98,14 @@ class JobQueue:
             threading.Thread(target=self._worker, args=(q,), name=f"webui-{lane}", daemon=True).start()
 
     def submit(self, lane: str, title: str, work: Callable[[Job], Any]) -> Job:
-        """Queue ``work(job)`` on ``lane``; returns the job at once."""
+        """Queue ``work(job)`` on ``lane``; returns the job at once. Only the newest
+        :data:`KEEP_RESULTS` ended jobs keep their results."""
         with self._lock:
             job = Job(next(self._ids), lane, title, work)
             self._jobs[job.id] = job
+            ended = sorted((j for j in self._jobs.values() if j.ended), key=lambda j: -j.id)
+            for old in ended[KEEP_RESULTS:]:
+                old.result = None
             waiting = sum(1 for j in self._jobs.values() if j.lane == lane and not j.ended) - 1
         job.message = f"waiting in the queue ({waiting} ahead)" if waiting else "starting"
         self._queues[lane].put(job)
