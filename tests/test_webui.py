@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from webui_fixtures import MAX_UPLOAD_MB, SR, start
+from tests.webui_fixtures import MAX_UPLOAD_MB, SR, start
 
 
 LOCAL = ("127.0.0.1", "::1", "localhost")

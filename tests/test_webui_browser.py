@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from webui_fixtures import start
+from tests.webui_fixtures import start
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,6 +1,6 @@
 """A running ``cantor webui`` for the web UI tests (test_webui.py, test_webui_browser.py): tiny
 random-weight teacher and student experiments in the real checkpoint, Whisper and HiFi-GAN formats
-(built with test_inference.py's helpers) in a models folder; a data folder with real demo takes, a
+(built with inference_fixtures.py's helpers) in a models folder; a data folder with real demo takes, a
 broken file and symlinks that lead out of it; the app served on a free port of 127.0.0.1 with a
 small upload limit."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from test_inference import CLIP, SR, _write_experiment, _write_hifigan, _write_whisper
+from tests.inference_fixtures import CLIP, SR, write_experiment, write_hifigan, write_whisper
 from utils.audio import load_audio, save_wav
 
 MAX_UPLOAD_MB = 4.0
@@ -44,11 +44,11 @@ def build_folders(root: Path, demo: Path) -> tuple[Path, Path, Path]:
     models, data, weights = root / "models", root / "data", root / "weights"
     for d in (models, data, weights):
         d.mkdir(parents=True, exist_ok=True)
-    _write_whisper(weights / "whisper.pt")
-    _write_hifigan(weights / "hifigan")
+    write_whisper(weights / "whisper.pt")
+    write_hifigan(weights / "hifigan")
     clip = load_audio(demo / CLIP, SR)[:3 * SR]
-    _write_experiment(models / "tiny" / "teacher", weights, clip, student=False)
-    _write_experiment(models / "tiny" / "student", weights, clip, student=True)
+    write_experiment(models / "tiny" / "teacher", weights, clip, student=False)
+    write_experiment(models / "tiny" / "student", weights, clip, student=True)
     for take in TAKES:
         name = "_".join(Path(take).parts[:2])
         save_wav(data / "songs" / f"{name}.wav", load_audio(demo / take, SR)[:4 * SR], SR)
