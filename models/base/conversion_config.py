@@ -12,9 +12,11 @@ from utils.schema import CantorConfig
 log = logging.getLogger(__name__)
 
 # Config keys a conversion may take from the user instead of the checkpoint: settings of the
-# conversion itself and where this machine keeps the content models' weights.
+# conversion itself (the pitch tracker too: F0 is in Hz whichever tracker measured it) and where
+# this machine keeps the content models' weights.
 USER_KEYS = (("inference",), ("vocoder",), ("preprocess", "whisper_path"),
-             ("preprocess", "contentvec_path"), ("preprocess", "content_batch_size"))
+             ("preprocess", "contentvec_path"), ("preprocess", "content_batch_size"),
+             ("preprocess", "f0_extractor"))
 
 
 def _get(d: dict, path: tuple):
@@ -79,6 +81,7 @@ def conversion_config(checkpoint_config: dict, user_config: CantorConfig | None 
                 _set(merged, path, value)
             else:
                 log.warning("--set %s ignored: conversion takes %s from the checkpoint; only "
-                            "inference.*, vocoder.* and the content weight paths can be set",
+                            "inference.*, vocoder.*, preprocess.f0_extractor and the content "
+                            "weight paths can be set",
                             text, ".".join(path))
     return config_from_dict(merged, "conversion config (checkpoint + user settings)")
