@@ -88,7 +88,8 @@ def test_training_writes_checkpoints_args_and_tensorboard(teacher):
     assert not (exp / "export").exists()
     assert load_json(exp / "args.json") == config_to_dict(cfg)
     scalars, images, audio = events(exp)
-    for name in ("loss", "edm_loss", "prior_loss", "ssim_loss", "grad_norm", "lr"):
+    for name in ("loss", "edm_loss", "prior_loss", "ssim_loss", "grad_norm_encoder",
+                 "grad_norm_decoder", "lr"):
         assert sorted(scalars[f"train/{name}"]) == list(range(1, 9))
     for step, lr in scalars["train/lr"].items():
         assert lr == pytest.approx(cfg.train.adamw.lr * 0.5 ** step)
