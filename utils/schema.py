@@ -203,6 +203,10 @@ class ComoSVCInferenceConfig:
     student_inference_steps: int = bounded(1, ge=1)
     # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
     sampler: str = choice("euler", "heun")
+    # Shallow diffusion: > 0 starts teacher and student sampling at this noise level from the noised
+    # coarse mel, mu + sigma (eps + mu), instead of at sigma_max from noise (so-vits-svc 4.1);
+    # 0: off. Must lie between model.comosvc.sigma_min and sigma_max.
+    shallow_sigma: float = bounded(0.0, ge=0)
 
 
 @dataclass
@@ -263,6 +267,11 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
         (como.sigma_min < como.sigma_max, "model.comosvc.sigma_min",
          f"= {como.sigma_min} must be below model.comosvc.sigma_max = {como.sigma_max}"),
         (t.max_epochs != 0, "train.max_epochs", "= 0: use -1 (no limit) or >= 1"),
+        (cfg.inference.comosvc.shallow_sigma == 0
+         or como.sigma_min < cfg.inference.comosvc.shallow_sigma <= como.sigma_max,
+         "inference.comosvc.shallow_sigma",
+         f"= {cfg.inference.comosvc.shallow_sigma} must be 0 (off) or lie in (sigma_min, sigma_max]"
+         f" = ({como.sigma_min}, {como.sigma_max}]"),
         (len(t.adamw.betas) == 2 and all(0 <= b < 1 for b in t.adamw.betas), "train.adamw.betas",
          f"= {t.adamw.betas} must be two numbers in [0, 1)"),
         (t.scheduler.type not in ("cosine", "reducelronplateau") or t.scheduler.min_lr <= t.adamw.lr,

@@ -83,7 +83,8 @@ class ComoSVCDistiller(nn.Module):
         """
         mu = self.teacher.encode(batch)
         steps = self.cfg.inference.comosvc.student_inference_steps if steps is None else steps
-        mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator)
+        mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator,
+                                 self.cfg.inference.comosvc.shallow_sigma or None)
         return {"mel": mel, "mu": mu}
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:

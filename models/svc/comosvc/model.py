@@ -147,18 +147,22 @@ class ComoSVC(nn.Module):
                 2 * steps - 1); student: consistency steps, one evaluation each (default
                 inference.comosvc.student_inference_steps).
             student: True for a model loaded from a distillation export: consistency sampling.
+            Both start at inference.comosvc.shallow_sigma when it is set (shallow diffusion from
+            the noised mu, edm.py), else at sigma_max.
             generator: for reproducible noise (on the model's device).
         Returns: {"mel": (B, n_mel, T) normalised, "mu": (B, n_mel, T)}, zero on padded frames.
         """
         mu = self.encode(batch)
         inference = self.cfg.inference.comosvc
+        start = inference.shallow_sigma or None
         if student:
             steps = inference.student_inference_steps if steps is None else steps
-            mel = consistency_sample(self.edm, self.decoder, mu, batch["mask"], steps, generator)
+            mel = consistency_sample(self.edm, self.decoder, mu, batch["mask"], steps, generator,
+                                     start)
         else:
             steps = inference.inference_steps if steps is None else steps
             mel = self.edm.sample(self.decoder, mu, batch["mask"], steps, inference.sampler,
-                                  generator)
+                                  generator, start)
         return {"mel": mel, "mu": mu}
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
