@@ -68,8 +68,11 @@ class ComoSVC(nn.Module):
                                              for name in self.EMA_MODULES}).requires_grad_(False)
 
     def set_energy_range(self, log_energy_min: float, log_energy_max: float) -> None:
-        """statistics.json's log_energy_min / log_energy_max (see ConditionEncoder)."""
+        """statistics.json's log_energy_min / log_energy_max (see ConditionEncoder); the weight
+        EMA's copy too."""
         self.condition_encoder.set_energy_range(log_energy_min, log_energy_max)
+        if self.weight_ema is not None:
+            self.weight_ema["condition_encoder"].set_energy_range(log_energy_min, log_energy_max)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The coarse mel mu: (B, n_mel, T), zero on padded frames."""
