@@ -3,16 +3,21 @@ singing, per output file and on average, written to a TSV and printed as a table
 
 CONVERTED_DIR holds stage 3's outputs, ``<CONVERTED_DIR>/<source name>/<source name>_<target>.wav``.
 Each output is paired with its source recording (found by name under ``--source``), the target
-singer's reference recordings (``--target_refs``) and the key shift it was converted with. Metrics:
-FPC, F0 RMSE (cents) and V/UV error against the key-shifted source F0; MCD against a recording of
-the same content by the target singer (the source itself for a self-conversion, or ``--same_content``);
-speaker similarity of the output to the target singer's references and to the source (Resemblyzer);
-CER of Whisper transcripts of output vs source with ``--language en``.
+singer's reference recordings (``--target_refs``) and the key shift it was converted with. An output
+whose target is its source's own singer is a self-reconstruction (kind ``self``): it is scored frame
+by frame against the real take (MCD, log-mel L1, GV). Every output gets F0 scores (FPC, F0 RMSE in
+cents, V/UV error) against the key-shifted source F0, the log-mel global variance against the real
+recordings (GV, dB), speaker similarity to the target singer's references, to the source and, for
+the key-shift control (the source merely key-shifted by the same semitones), the control's
+similarity and the output's gain over it; with ``--language`` the CER of Whisper transcripts of
+output vs source, and with ``--copy_synthesis`` the same for the vocoder-only copy synthesis of the
+source, so CER can be read relative to what the vocoder allows. See evaluation/README.md.
 
-Demo (each held-out song converted to other singers with run.sh stage 3 into OUT):
+Demo (held-out songs converted with run.sh stage 3 into OUT, self-reconstructions included):
     cantor eval OUT --source data/demo/processed/gtsinger_demo/test.json \\
         --target_refs data/demo/processed/gtsinger_demo/train.json \\
-        --config egs/svc/DiffComoSVC/exp_config_demo.json --language en --cer_sources '*EN-*'
+        --config egs/svc/DiffComoSVC/exp_config_demo.json --key_shift auto \\
+        --language auto --whisper_path pretrained/whisper/base.pt --copy_synthesis
 """
 from __future__ import annotations
 
@@ -49,13 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(default: the schema defaults)")
     parser.add_argument("--sample_rate", type=int, metavar="HZ",
                         help="analysis sample rate for F0 and MCD (default: the config's)")
-    parser.add_argument("--language", choices=["en"],
-                        help="en: compute CER with Whisper tiny.en (English material only)")
+    parser.add_argument("--language", metavar="CODE|auto",
+                        help="compute CER in this Whisper language (en, zh, de, ...), or 'auto': each "
+                             "source's language as Whisper detects it (needs a multilingual "
+                             "--whisper_path). Default: no CER")
     parser.add_argument("--cer_sources", action="append", default=[], metavar="GLOB",
-                        help="with --language en, limit CER to sources whose name or path matches "
+                        help="with --language, limit CER to sources whose name or path matches "
                              "one of these globs, e.g. '*EN-*' (repeatable; default: all)")
-    parser.add_argument("--whisper_path", default="pretrained/whisper/tiny.en.pt",
-                        help="openai-whisper checkpoint for CER (default: %(default)s)")
+    parser.add_argument("--whisper_path", default="pretrained/whisper/base.pt",
+                        help="complete openai-whisper checkpoint for CER (default: %(default)s, made "
+                             "by `cantor convert-whisper-ct2 --model base`)")
+    parser.add_argument("--copy_synthesis", action="store_true",
+                        help="with --language: also transcribe each source resynthesised by the "
+                             "--config's vocoder from its own mel (cer_copy), and report cer_rel = "
+                             "cer / cer_copy")
     parser.add_argument("--device", default="cpu", help="torch device for Resemblyzer and Whisper "
                                                         "(default: %(default)s)")
     parser.add_argument("--output_tsv", metavar="FILE",
@@ -79,6 +91,38 @@ def _key_shifts(values: list[str]) -> tuple[float | str, dict[str, float | str]]
     return default, by_target
 
 
+def _language(value: str | None) -> str | None:
+    """--language value checked against Whisper's language codes; raises ValueError on a bad one."""
+    if value is None or value == "auto":
+        return value
+    from whisper.tokenizer import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise ValueError(f"--language {value}: not a Whisper language code (e.g. en, zh, de, ja, it) "
+                         f"or auto")
+    return value
+
+
+def copy_synthesizer(cfg, device: str):
+    """Source path -> the config's vocoder applied to the source's own log-mel, resampled to 16 kHz
+    (samples,): the vocoder-only copy synthesis. Raises as :func:`models.vocoders.load_vocoder`."""
+    import librosa
+    import torch
+
+    from models.vocoders import load_vocoder
+    from processors.mel import mel_spectrogram
+    from utils.audio import load_audio
+
+    vocoder = load_vocoder(cfg, device)
+
+    def synthesize(path):
+        wav = load_audio(path, cfg.preprocess.sample_rate)
+        with torch.inference_mode():
+            out = vocoder(mel_spectrogram(wav, cfg.preprocess)[None].to(device))[0].float().cpu().numpy()
+        return librosa.resample(out, orig_sr=vocoder.sample_rate, target_sr=16000)
+    return synthesize
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
@@ -87,14 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
     from evaluation.layout import LayoutError, SourceIndex, find_conversions, reference_sets
     from evaluation.report import format_table, write_tsv
-    from evaluation.runner import EvalSettings, Evaluator, mean_row
+    from evaluation.runner import EvalSettings, Evaluator, control_summary, mean_row
     from processors.f0 import F0ExtractorUnavailable, check_f0_extractor
     from utils.config import ConfigError, load_config
     from utils.paths import resolve_path
     from utils.schema import PreprocessConfig
 
     try:
-        preprocess = load_config(args.config).preprocess if args.config else PreprocessConfig()
+        language = _language(args.language)
+        if args.copy_synthesis and not (args.config and language):
+            raise ValueError("--copy_synthesis needs --config (its vocoder) and --language")
+        cfg = load_config(args.config) if args.config else None
+        preprocess = cfg.preprocess if cfg else PreprocessConfig()
         if args.sample_rate:
             preprocess = dataclasses.replace(preprocess, sample_rate=args.sample_rate)
         check_f0_extractor(preprocess)
@@ -106,27 +154,36 @@ def run(args: argparse.Namespace) -> int:
         references = reference_sets(args.target_refs)
         same_content = ({(c.source_name, c.target): c.path for c in find_conversions(args.same_content)}
                         if args.same_content else {})
-    except (ConfigError, LayoutError, F0ExtractorUnavailable, ValueError) as e:
+        copy = copy_synthesizer(cfg, args.device) if args.copy_synthesis else None
+    except (ConfigError, LayoutError, F0ExtractorUnavailable, FileNotFoundError, ValueError) as e:
         print(f"eval: {e}", file=sys.stderr)
         return 2
     settings = EvalSettings(preprocess=preprocess, key_shift=shift, key_shift_by_target=shift_by_target,
-                            language=args.language, whisper_path=resolve_path(args.whisper_path),
+                            language=language, whisper_path=resolve_path(args.whisper_path),
                             cer_sources=args.cer_sources, device=args.device)
-    evaluator = Evaluator(settings, sources, references, same_content)
+    evaluator = Evaluator(settings, sources, references, same_content, copy)
     root = Path(args.converted_dir)
     rows = []
     for conv in tqdm(conversions, desc="evaluating", unit="file"):
         row = evaluator.evaluate(conv)
         row["output"] = str(conv.path.relative_to(root))
         rows.append(row)
-    rows.append(mean_row(rows))
+    outputs = list(rows)
+    rows.append(mean_row(outputs))
+    kinds = {r["kind"] for r in outputs}
+    if len(kinds) > 1:
+        rows += [mean_row([r for r in outputs if r["kind"] == k], f"MEAN {k}") for k in sorted(kinds) if k]
     tsv = Path(args.output_tsv) if args.output_tsv else root / "metrics.tsv"
     write_tsv(rows, tsv)
     print(format_table(rows))
-    scored = [r for r in rows[:-1] if r["sim_target"] == r["sim_target"] and r["sim_source"] == r["sim_source"]]
+    cross = [r for r in outputs if r["kind"] == "cross"]
+    scored = [r for r in cross if r["sim_target"] == r["sim_target"] and r["sim_source"] == r["sim_source"]]
     if scored:
         wins = sum(r["sim_target"] > r["sim_source"] for r in scored)
         print(f"closer to the target singer than to the source: {wins} of {len(scored)} outputs")
+    control = control_summary(cross)
+    if control:
+        print(control)
     print(f"wrote {tsv}")
     return 0
 

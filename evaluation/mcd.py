@@ -1,4 +1,5 @@
-"""Mel cepstral distortion (MCD) between two recordings of the same content, DTW-aligned.
+"""Mel cepstral distortion (MCD) between two recordings of the same content: DTW-aligned, or frame
+by frame when both have the same timing (a self-reconstruction against the real recording).
 
 Spectral envelopes come from WORLD (pyworld: DIO + StoneMask F0, CheapTrick envelope; Morise et al.
 2016) every ``frame_period_ms``. Each envelope is frequency-warped by the first-order all-pass
@@ -10,8 +11,8 @@ scale mel(f) = 1000 log2(1 + f / 1000) (Fant 1968) at the sample rate, giving SP
 (0.41 at 16 kHz, 0.455 at 22.05 kHz, 0.466 at 24 kHz, 0.554 at 48 kHz).
 
 The two mel-cepstrum sequences (c_1..c_D; c_0, the frame energy, is left out) are aligned by dynamic
-time warping (librosa) on Euclidean distance and the distortion, in dB, is averaged over the
-alignment path (Kubichek 1993, "Mel-cepstral distance measure for objective speech quality
+time warping (librosa) on Euclidean distance, or paired frame by frame on their common first frames,
+and the distortion, in dB, is averaged over the pairs (Kubichek 1993, "Mel-cepstral distance measure for objective speech quality
 assessment"):
 
     MCD = (10 / ln 10) * sqrt(2 * sum_{d=1..D} (c_d - c'_d)^2)
@@ -73,16 +74,21 @@ def mel_cepstrum(wav: np.ndarray, sample_rate: int, order: int = 24,
 
 
 def mel_cepstral_distortion(wav_a: np.ndarray, wav_b: np.ndarray, sample_rate: int,
-                            order: int = 24, frame_period_ms: float = 5.0) -> float:
-    """MCD in dB between two waveforms (samples,) of the same content at ``sample_rate`` Hz,
-    DTW-aligned (module docstring: Kubichek 1993). 0 for identical inputs.
+                            order: int = 24, frame_period_ms: float = 5.0, align: bool = True) -> float:
+    """MCD in dB between two waveforms (samples,) of the same content at ``sample_rate`` Hz
+    (module docstring: Kubichek 1993): DTW-aligned when ``align``, else frame i against frame i on the
+    common first frames. 0 for identical inputs.
 
     Raises: ValueError if either waveform is empty.
     """
-    import librosa
-
     a = mel_cepstrum(wav_a, sample_rate, order, frame_period_ms)
     b = mel_cepstrum(wav_b, sample_rate, order, frame_period_ms)
-    _, path = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
-    diff = a[path[:, 0]] - b[path[:, 1]]
+    if align:
+        import librosa
+
+        _, path = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
+        diff = a[path[:, 0]] - b[path[:, 1]]
+    else:
+        n = min(len(a), len(b))
+        diff = a[:n] - b[:n]
     return float(np.mean(MCD_CONSTANT * np.sqrt(np.sum(diff ** 2, axis=1))))

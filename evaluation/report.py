@@ -9,7 +9,8 @@ from evaluation.runner import COLUMNS, METRICS
 from utils.io import atomic_write
 
 # Columns of the printed table (the TSV has every column).
-TABLE_COLUMNS = ["source", "target", "key_shift", *METRICS]
+TABLE_COLUMNS = ["source", "target", "kind", "key_shift", *METRICS]
+TEXT_COLUMNS = 3  # left-aligned; the rest are numbers
 
 
 def _cell(value, digits: int) -> str:
@@ -31,12 +32,14 @@ def write_tsv(rows: list[dict], path: str | Path) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width table of TABLE_COLUMNS (3 decimals, '-' for NaN), one line per row."""
+    """A fixed-width table of TABLE_COLUMNS (3 decimals, '-' for NaN), one line per row; the mean rows
+    at the end (``output`` starting with MEAN) below a rule."""
     cells = [TABLE_COLUMNS] + [[_cell(r[c], 3) or "-" for c in TABLE_COLUMNS] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))
+    lines = ["  ".join(v.ljust(w) if i < TEXT_COLUMNS else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))
              for line in cells]
     lines.insert(1, "-" * len(lines[0]))
-    if len(rows) > 1 and rows[-1].get("output") == "MEAN":
-        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    n_means = sum(str(r.get("output", "")).startswith("MEAN") for r in rows)
+    if n_means and len(rows) > n_means:
+        lines.insert(len(lines) - n_means, "-" * len(lines[0]))
     return "\n".join(lines)

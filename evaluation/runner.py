@@ -1,10 +1,23 @@
-"""Scores every converted output: F0 accuracy against the key-shifted source, MCD against a
-same-content reference, speaker similarity to the target singer's references and to the source, and
-CER of the output's transcript against the source's. One row (a dict over :data:`COLUMNS`) per
-output; a metric that cannot be computed is NaN and the row's ``notes`` says why.
+"""Scores every converted output. One row (a dict over :data:`COLUMNS`) per output; a metric that
+cannot be computed is NaN and the row's ``notes`` says why.
 
-Expensive per-recording results (source F0, speaker embeddings, source transcripts) are computed once
-and reused, as each source is usually converted to several singers.
+* ``kind``: ``self`` when the target is the source's own singer (a self-reconstruction: the real
+  recording is the answer, with the same timing), else ``cross``.
+* F0 (``fpc``, ``f0_rmse_cents``, ``vuv_error``): against the key-shifted source F0, frame by frame.
+* ``mcd_db``: against a same-content recording: frame by frame against the real take for a
+  self-reconstruction, DTW-aligned against a ``same_content`` recording otherwise.
+* ``mel_l1``: self-reconstructions only, log-mel L1 against the real take, frame by frame.
+* ``gv_db``: log-mel global variance against the real take (self) or the target singer's reference
+  recordings (cross); below 0 is a smoothed spectrum (:mod:`evaluation.spectral`).
+* ``sim_target`` / ``sim_source``: speaker similarity to the target's references / to the source;
+  ``sim_control``: the key-shift control's similarity to the same references, ``sim_gain`` =
+  ``sim_target - sim_control`` (:func:`evaluation.speaker.key_shift_control`).
+* ``cer``: CER of the output's transcript against the source's, in the source's ``language``;
+  ``cer_copy``: the same for the vocoder-only copy synthesis of the source (the best the vocoder
+  allows), ``cer_rel`` = ``cer / cer_copy``.
+
+Expensive per-recording results (source F0, log-mel GV, speaker embeddings, source transcripts, copy
+syntheses) are computed once and reused, as each source is usually converted to several singers.
 """
 from __future__ import annotations
 
@@ -13,6 +26,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -20,7 +34,9 @@ from evaluation.cer import WHISPER_RATE, WhisperTranscriber, character_error_rat
 from evaluation.f0_metrics import estimate_key_shift, f0_scores
 from evaluation.layout import Conversion, LayoutError, SourceIndex, match_singer
 from evaluation.mcd import mel_cepstral_distortion
-from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, mean_embedding
+from evaluation.spectral import global_variance, gv_difference_db, log_mel, mel_l1
+from evaluation.speaker import (EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, key_shift_control,
+                                mean_embedding)
 from processors.f0 import F0Error, extract_f0
 from processors.mel import n_mel_frames
 from processors.pitch_shift import shift_f0
@@ -29,9 +45,11 @@ from utils.schema import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["output", "source", "target", "key_shift", "fpc", "f0_rmse_cents", "vuv_error", "mcd_db",
-           "sim_target", "sim_source", "cer", "notes"]
-METRICS = ["fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "sim_target", "sim_source", "cer"]
+COLUMNS = ["output", "source", "target", "kind", "key_shift", "fpc", "f0_rmse_cents", "vuv_error",
+           "mcd_db", "mel_l1", "gv_db", "sim_target", "sim_control", "sim_gain", "sim_source",
+           "language", "cer", "cer_copy", "cer_rel", "notes"]
+METRICS = ["fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "mel_l1", "gv_db", "sim_target",
+           "sim_control", "sim_gain", "sim_source", "cer", "cer_copy", "cer_rel"]
 # Outputs whose length differs from the source's by more than this fraction get a note: frame-wise
 # F0 comparison assumes the conversion keeps the timing.
 LENGTH_TOLERANCE = 0.02
@@ -39,24 +57,25 @@ LENGTH_TOLERANCE = 0.02
 
 @dataclass
 class EvalSettings:
-    """How to score. ``preprocess``: F0 tracker, hop and analysis rate (an experiment's
+    """How to score. ``preprocess``: F0 tracker, hop, mel and analysis rate (an experiment's
     ``cfg.preprocess``); ``key_shift``: semitones applied at conversion, or "auto" to estimate them
     per output (:func:`~evaluation.f0_metrics.estimate_key_shift`, for autoshift runs), with
     per-target values in ``key_shift_by_target`` (names matched as by
-    :func:`~evaluation.layout.match_singer`); ``language``: "en" enables CER; ``cer_sources``:
-    globs on the source name or path that CER is limited to (empty: every source)."""
+    :func:`~evaluation.layout.match_singer`); ``language``: None (no CER), a Whisper language code,
+    or "auto" (each source's language detected by Whisper); ``cer_sources``: globs on the source
+    name or path that CER is limited to (empty: every source)."""
 
     preprocess: PreprocessConfig
     key_shift: float | str = 0.0
     key_shift_by_target: dict[str, float | str] = field(default_factory=dict)
     language: str | None = None
-    whisper_path: Path = Path("pretrained/whisper/tiny.en.pt")
+    whisper_path: Path = Path("pretrained/whisper/base.pt")
     cer_sources: list[str] = field(default_factory=list)
     device: str = "cpu"
 
 
 class Evaluator:
-    """Scores :class:`~evaluation.layout.Conversion` s.
+    """Scores :class:`~evaluation.layout.Conversion` s (module docstring).
 
     Args:
         settings: see :class:`EvalSettings`.
@@ -65,21 +84,27 @@ class Evaluator:
             :func:`evaluation.layout.match_singer`.
         same_content: {(source name, target): recording of the target singer with the source's
             content}, MCD references beyond self-conversion.
+        copy_synthesis: source path -> the vocoder's resynthesis of its mel, (samples,) at 16 kHz;
+            enables ``cer_copy`` and ``cer_rel``.
     """
 
     def __init__(self, settings: EvalSettings, sources: SourceIndex,
                  references: dict[str, list[Path]],
-                 same_content: dict[tuple[str, str], Path] | None = None) -> None:
+                 same_content: dict[tuple[str, str], Path] | None = None,
+                 copy_synthesis: Callable[[Path], np.ndarray] | None = None) -> None:
         self.settings = settings
         self.sources = sources
         self.references = references
         self.same_content = same_content or {}
+        self.copy_synthesis = copy_synthesis
         self._f0: dict[Path, np.ndarray] = {}
-        self._embeddings: dict[Path, np.ndarray | None] = {}
-        self._transcripts: dict[Path, str] = {}
+        self._gv: dict[Path, np.ndarray | None] = {}
+        self._embeddings: dict[object, np.ndarray | None] = {}
+        self._transcripts: dict[tuple[str, Path], str] = {}
+        self._languages: dict[Path, str] = {}
         self._encoder: SpeakerEncoder | None = None
         self._transcriber: WhisperTranscriber | None = None
-        self._whisper_missing = False
+        self._whisper_error: str | None = None
 
     # -- one output -------------------------------------------------------------------------------
     def evaluate(self, conv: Conversion) -> dict:
@@ -88,15 +113,17 @@ class Evaluator:
         named = match_singer(conv.target, by_target)
         shift = self.settings.key_shift if named is None else by_target[named]
         row = {c: math.nan for c in METRICS}
-        row.update(output=str(conv.path), source=conv.source_name, target=conv.target,
-                   key_shift=math.nan if shift == "auto" else shift)
+        row.update(output=str(conv.path), source=conv.source_name, target=conv.target, kind="",
+                   language="", key_shift=math.nan if shift == "auto" else shift)
         notes: list[str] = []
         try:
             source = self.sources.lookup(conv.source_name)
+            own = bool(source.singer and match_singer(conv.target, [source.singer]))
+            row["kind"] = "self" if own else "cross"
             sr = self.settings.preprocess.sample_rate
             output = load_audio(conv.path, sr)
             self._f0_metrics(row, notes, output, source.path, shift)
-            self._mcd(row, notes, conv, output, source)
+            self._spectral(row, notes, conv, output, source.path, own)
             output_16k = load_audio(conv.path, EMBEDDING_RATE)
             self._speaker(row, notes, conv, output_16k, source.path)
             self._cer(row, notes, conv, output_16k, source.path)
@@ -130,35 +157,74 @@ class Evaluator:
         if scores.n_voiced_both < 2:
             notes.append("f0: fewer than 2 frames voiced in both")
 
-    def _mcd(self, row: dict, notes: list, conv: Conversion, output: np.ndarray, source) -> None:
+    def _recording_gv(self, path: Path, mel: np.ndarray | None = None) -> np.ndarray | None:
+        """GV of a real recording (cached); ``mel``: its log-mel when already computed."""
+        if path not in self._gv:
+            pcfg = self.settings.preprocess
+            try:
+                self._gv[path] = global_variance(
+                    log_mel(load_audio(path, pcfg.sample_rate), pcfg) if mel is None else mel)
+            except ValueError as e:  # AudioError is a ValueError
+                log.warning("%s: no log-mel GV: %s", path, e)
+                self._gv[path] = None
+        return self._gv[path]
+
+    def _spectral(self, row: dict, notes: list, conv: Conversion, output: np.ndarray,
+                  source_path: Path, own: bool) -> None:
+        """mcd_db, mel_l1 and gv_db (module docstring)."""
+        pcfg = self.settings.preprocess
+        sr = pcfg.sample_rate
+        try:
+            out_mel = log_mel(output, pcfg)
+            out_gv = global_variance(out_mel)
+        except ValueError as e:
+            notes.append(f"log-mel: {e}")
+            return
+        if own:
+            real = load_audio(source_path, sr)
+            row["mcd_db"] = mel_cepstral_distortion(output, real, sr, align=False)
+            real_mel = log_mel(real, pcfg)
+            row["mel_l1"] = mel_l1(out_mel, real_mel)
+            real_gv = self._recording_gv(source_path, real_mel)
+            if real_gv is not None:
+                row["gv_db"] = gv_difference_db(out_gv, real_gv)
+            return
         reference = self.same_content.get((conv.source_name, conv.target))
-        if reference is None and source.singer and match_singer(conv.target, [source.singer]):
-            reference = source.path  # self-conversion: the source is the same-content reference
         if reference is None:
             notes.append("mcd: no same-content reference")
-            return
-        sr = self.settings.preprocess.sample_rate
-        row["mcd_db"] = mel_cepstral_distortion(output, load_audio(reference, sr), sr)
+        else:
+            row["mcd_db"] = mel_cepstral_distortion(output, load_audio(reference, sr), sr)
+        name = match_singer(conv.target, self.references)
+        refs = [] if name is None else [self._recording_gv(p) for p in self.references[name]
+                                        if p.resolve() != source_path.resolve()]
+        refs = [g for g in refs if g is not None]
+        if refs:
+            row["gv_db"] = gv_difference_db(out_gv, np.mean(refs, axis=0))
+        else:
+            notes.append("gv: no usable reference recordings for the target")
 
-    def _embedding(self, path: Path, wav_16k: np.ndarray | None = None) -> np.ndarray | None:
-        if path not in self._embeddings:
+    def _embedding(self, key: object, load: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """Speaker embedding cached under ``key``; ``load`` gives the 16 kHz waveform."""
+        if key not in self._embeddings:
             if self._encoder is None:
                 self._encoder = SpeakerEncoder(self.settings.device)
             try:
-                wav = load_audio(path, EMBEDDING_RATE) if wav_16k is None else wav_16k
-                self._embeddings[path] = self._encoder.embed(wav)
+                self._embeddings[key] = self._encoder.embed(load())
             except ValueError as e:  # AudioError is a ValueError
-                log.warning("%s: no speaker embedding: %s", path, e)
-                self._embeddings[path] = None
-        return self._embeddings[path]
+                log.warning("%s: no speaker embedding: %s", key, e)
+                self._embeddings[key] = None
+        return self._embeddings[key]
+
+    def _file_embedding(self, path: Path) -> np.ndarray | None:
+        return self._embedding(path, lambda: load_audio(path, EMBEDDING_RATE))
 
     def _speaker(self, row: dict, notes: list, conv: Conversion, output_16k: np.ndarray,
                  source_path: Path) -> None:
-        out = self._embedding(conv.path, output_16k)
+        out = self._embedding(conv.path, lambda: output_16k)
         if out is None:
             notes.append("speaker: output too short or silent for an embedding")
             return
-        source = self._embedding(source_path)
+        source = self._file_embedding(source_path)
         if source is not None:
             row["sim_source"] = cosine_similarity(out, source)
         name = match_singer(conv.target, self.references)
@@ -166,51 +232,105 @@ class Evaluator:
             notes.append("speaker: no reference recordings for the target")
             return
         # A self-conversion's source is not also its own reference.
-        refs = [self._embedding(p) for p in self.references[name] if p.resolve() != source_path.resolve()]
+        refs = [self._file_embedding(p) for p in self.references[name]
+                if p.resolve() != source_path.resolve()]
         refs = [e for e in refs if e is not None]
         if not refs:
             notes.append("speaker: no usable reference recordings for the target")
             return
-        row["sim_target"] = cosine_similarity(out, mean_embedding(refs))
+        target = mean_embedding(refs)
+        row["sim_target"] = cosine_similarity(out, target)
+        shift = row["key_shift"]
+        if math.isnan(shift):
+            notes.append("control: key shift unknown")
+            return
+        control = self._embedding(("control", source_path, shift), lambda: key_shift_control(
+            load_audio(source_path, EMBEDDING_RATE), shift))
+        if control is not None:
+            row["sim_control"] = cosine_similarity(control, target)
+            row["sim_gain"] = row["sim_target"] - row["sim_control"]
+
+    # -- CER ----------------------------------------------------------------------------------------
+    def _whisper(self) -> WhisperTranscriber | None:
+        if self._transcriber is None and self._whisper_error is None:
+            try:
+                self._transcriber = WhisperTranscriber(self.settings.whisper_path, self.settings.device)
+            except (FileNotFoundError, ValueError) as e:
+                self._whisper_error = str(e)
+                log.warning("CER skipped: %s", e)
+        return self._transcriber
+
+    def _transcript(self, kind: str, source_path: Path, language: str,
+                    load: Callable[[], np.ndarray]) -> str:
+        if (kind, source_path) not in self._transcripts:
+            self._transcripts[kind, source_path] = self._transcriber.transcribe(load(), language)
+        return self._transcripts[kind, source_path]
 
     def _cer(self, row: dict, notes: list, conv: Conversion, output_16k: np.ndarray,
              source_path: Path) -> None:
         settings = self.settings
-        if settings.language != "en":
+        if settings.language is None:
             return
         if settings.cer_sources and not any(fnmatch.fnmatch(conv.source_name, g) or
                                             fnmatch.fnmatch(str(source_path), g)
                                             for g in settings.cer_sources):
             return
-        if self._transcriber is None and not self._whisper_missing:
-            try:
-                self._transcriber = WhisperTranscriber(settings.whisper_path, settings.device)
-            except FileNotFoundError as e:
-                self._whisper_missing = True
-                log.warning("CER skipped: %s", e)
-        if self._transcriber is None:
-            notes.append("cer: no Whisper checkpoint")
+        transcriber = self._whisper()
+        if transcriber is None:
+            notes.append("cer: no usable Whisper checkpoint")
             return
-        if source_path not in self._transcripts:
-            self._transcripts[source_path] = self._transcriber.transcribe(
-                load_audio(source_path, WHISPER_RATE))
-        reference = self._transcripts[source_path]
-        hypothesis = self._transcriber.transcribe(output_16k)
-        row["cer"] = character_error_rate(reference, hypothesis)
+        if source_path not in self._languages:
+            self._languages[source_path] = (
+                transcriber.detect_language(load_audio(source_path, WHISPER_RATE))
+                if settings.language == "auto" else settings.language)
+        language = row["language"] = self._languages[source_path]
+        if not transcriber.can_transcribe(language):
+            notes.append(f"cer: {settings.whisper_path.name} is English-only, the source is {language!r}")
+            return
+        reference = self._transcript("source", source_path, language,
+                                     lambda: load_audio(source_path, WHISPER_RATE))
+        row["cer"] = character_error_rate(reference, transcriber.transcribe(output_16k, language), language)
         if math.isnan(row["cer"]):
             notes.append("cer: empty source transcript")
+            return
+        if self.copy_synthesis is None:
+            return
+        copy = self._transcript("copy", source_path, language, lambda: self.copy_synthesis(source_path))
+        row["cer_copy"] = character_error_rate(reference, copy, language)
+        if row["cer_copy"] > 0:
+            row["cer_rel"] = row["cer"] / row["cer_copy"]
+        else:
+            notes.append("cer_rel: the copy synthesis is transcribed exactly")
 
 
-def mean_row(rows: list[dict]) -> dict:
-    """The MEAN row: each metric averaged over the rows where it is not NaN (NaN if none);
-    ``notes`` gives how many rows each mean covers when they differ."""
+def mean_row(rows: list[dict], label: str = "MEAN") -> dict:
+    """The mean row of ``rows``, named ``label``: each metric averaged over the rows where it is not
+    NaN (NaN if none), except ``cer_rel``: mean ``cer`` / mean ``cer_copy`` over the rows with both
+    (the ratio of the means; rows whose copy synthesis is transcribed exactly count too). ``notes``
+    gives how many rows each mean covers."""
     mean = {c: "" for c in COLUMNS}
-    mean["output"] = mean["source"] = "MEAN"
+    mean["output"] = mean["source"] = label
     counts = []
     for metric in METRICS:
         values = [r[metric] for r in rows if not math.isnan(r[metric])]
         mean[metric] = float(np.mean(values)) if values else math.nan
         counts.append(f"{metric} n={len(values)}")
+    both = [r for r in rows if not (math.isnan(r["cer"]) or math.isnan(r["cer_copy"]))]
+    copy_cer = float(np.mean([r["cer_copy"] for r in both])) if both else math.nan
+    mean["cer_rel"] = (float(np.mean([r["cer"] for r in both])) / copy_cer
+                       if both and copy_cer > 0 else math.nan)
+    counts[METRICS.index("cer_rel")] = f"cer_rel n={len(both)}"
     mean["notes"] = f"{len(rows)} outputs; " + ", ".join(counts)
     mean["key_shift"] = math.nan
     return mean
+
+
+def control_summary(rows: list[dict]) -> str | None:
+    """'beat the key-shift control: K of N outputs (mean gain G)' over the rows with ``sim_gain``
+    (None when there is none); an output beats its control when ``sim_gain > 0``."""
+    gains = [r["sim_gain"] for r in rows if not math.isnan(r["sim_gain"])]
+    if not gains:
+        return None
+    wins = sum(g > 0 for g in gains)
+    return (f"beat the key-shift control (closer to the target than the source merely key-shifted): "
+            f"{wins} of {len(gains)} outputs, mean similarity gain {np.mean(gains):+.3f}")

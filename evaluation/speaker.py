@@ -5,6 +5,12 @@ An utterance embedding is Resemblyzer's ``embed_utterance`` of the 16 kHz wavefo
 ``preprocess_wav`` (volume normalisation, long silences removed): a unit vector of 256 floats. A
 singer's embedding is the normalised mean of the utterance embeddings of their reference recordings
 (as Resemblyzer's ``embed_speaker``). Similarity is the cosine of two embeddings, in [-1, 1].
+
+The key-shift control: a conversion to a singer in another range is usually shifted by some
+semitones, and a pitch shift alone already moves the embedding towards a higher or lower voice. The
+control is the source merely pitch-shifted by the same semitones (librosa's phase-vocoder time
+stretch + resampling, ``librosa.effects.pitch_shift``), scored against the same target references: a
+conversion shows speaker similarity of its own only where it beats its control.
 """
 from __future__ import annotations
 
@@ -36,6 +42,17 @@ class SpeakerEncoder:
             raise ValueError(f"only {wav.size / EMBEDDING_RATE:.2f} s of voiced audio "
                              f"(need {MIN_VOICED_SECONDS} s) for a speaker embedding")
         return self.encoder.embed_utterance(wav)
+
+
+def key_shift_control(wav_16k: np.ndarray, semitones: float) -> np.ndarray:
+    """The source (samples,) at 16 kHz pitch-shifted by ``semitones`` with the same length: the
+    key-shift control (module docstring). A shift of 0 returns the input unchanged."""
+    if semitones == 0:
+        return np.asarray(wav_16k, dtype=np.float32)
+    import librosa
+
+    return librosa.effects.pitch_shift(np.asarray(wav_16k, dtype=np.float32), sr=EMBEDDING_RATE,
+                                       n_steps=float(semitones)).astype(np.float32)
 
 
 def mean_embedding(embeddings: list[np.ndarray]) -> np.ndarray:

