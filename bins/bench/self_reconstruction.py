@@ -3,9 +3,11 @@ each test utterance resynthesised as its own singer from its own features (same 
 alignment), scored against its real mel:
 
 - ``l1``: mean |mel - real| of the normalised mels ([-1, 1]);
-- ``mcd``: mel-cepstral distortion (dB) of the cepstra c1..c13 of the natural-log mels (an
-  orthonormal DCT-II over the mel bins), 10 / ln 10 * sqrt(2 sum (dc)^2) per frame, mean over frames
-  (Kubichek 1993, on mel-spectrogram cepstra);
+- ``mcd``: mel-cepstral distortion (dB) of the cepstra c1..c24 of the natural-log mels, in the
+  cepstrum's own scaling (log X_n = c_0 + 2 sum_d c_d cos(pi d (n + 1/2) / N) over the N mel bins,
+  i.e. c_d = (1 / N) sum_n log X_n cos(pi d (n + 1/2) / N)), 10 / ln 10 * sqrt(2 sum_d (dc_d)^2)
+  per frame, mean over frames (Kubichek 1993); a quick mel-domain figure, not the WORLD-envelope
+  MCD of ``cantor eval``;
 - ``gv_db``: global variance, mean over bins of 10 log10(var_t(mel) / var_t(real)) (Toda et al.
   2007); the normalisation is affine per bin, so this equals the ratio on log-mels. A smoothed
   spectrum is below 0.
@@ -26,16 +28,14 @@ import argparse
 import math
 import sys
 
-N_CEPSTRA = 13
+N_CEPSTRA = 24
 
 
 def _dct_matrix(n: int, k: int):
-    """(k, n) orthonormal DCT-II rows 0 .. k-1."""
+    """(k, n) rows d = 0 .. k-1 of the cepstrum c_d = (1 / n) sum_i x_i cos(pi d (i + 1/2) / n)."""
     import torch
     i = torch.arange(n, dtype=torch.float64)
-    rows = [torch.cos(math.pi * q * (2 * i + 1) / (2 * n)) * math.sqrt((1 if q == 0 else 2) / n)
-            for q in range(k)]
-    return torch.stack(rows)
+    return torch.stack([torch.cos(math.pi * d * (i + 0.5) / n) / n for d in range(k)])
 
 
 def scores(mel, real, log_mel, log_real, dct) -> dict[str, float]:
