@@ -88,7 +88,8 @@ def test_training_writes_checkpoints_args_and_tensorboard(teacher):
     assert not (exp / "export").exists()
     assert load_json(exp / "args.json") == config_to_dict(cfg)
     scalars, images, audio = events(exp)
-    for name in ("loss", "edm_loss", "prior_loss", "ssim_loss", "grad_norm", "lr"):
+    for name in ("loss", "edm_loss", "prior_loss", "ssim_loss", "grad_norm_encoder",
+                 "grad_norm_decoder", "lr"):
         assert sorted(scalars[f"train/{name}"]) == list(range(1, 9))
     for step, lr in scalars["train/lr"].items():
         assert lr == pytest.approx(cfg.train.adamw.lr * 0.5 ** step)
@@ -279,3 +280,39 @@ def test_mel_image_stacks_panels_on_a_shared_scale():
     np.testing.assert_array_equal(image[:, 0, 0], colour(0.0))
     np.testing.assert_array_equal(image[:, 4, 0], [255, 255, 255])  # separator
     np.testing.assert_array_equal(image[:, -1, 0], colour(0.5))  # 1.0 on the 0..2 scale
+
+
+def test_per_module_clipping_leaves_the_condition_encoder_unclipped(teacher):
+    _, trainer = teacher
+    model = trainer.model
+    groups = model.clip_groups()
+    for i, p in enumerate(model.trainable_parameters()):
+        p.grad = torch.full_like(p, 0.1 * (i % 3 + 1))
+    before = {name: torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
+                                                          for p in ps])) for name, ps in groups.items()}
+    cond = [p.grad.clone() for p in model.condition_encoder.parameters()]
+    norms = trainer._clip_gradients(1.0)
+    assert set(norms) == {"grad_norm_encoder", "grad_norm_decoder"}
+    for name, ps in groups.items():
+        assert float(norms[f"grad_norm_{name}"]) == pytest.approx(float(before[name]), rel=1e-5)
+        assert float(before[name]) > 1.0  # each group is clipped to norm 1 on its own
+        after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in ps]))
+        assert float(after) == pytest.approx(1.0, rel=1e-4)
+    for g, p in zip(cond, model.condition_encoder.parameters()):
+        assert torch.equal(g, p.grad)
+    model.zero_grad(set_to_none=True)
+
+
+def test_plateau_schedule_steps_once_per_epoch_on_the_validation_loss(root):
+    cfg = config(root, "train.max_steps=10", "train.scheduler.type=reducelronplateau",
+                 "train.scheduler.patience=0", "train.scheduler.factor=0.5",
+                 "train.scheduler.min_lr=0", "train.valid_every_steps=100",
+                 "train.save_every_steps=100")
+    trainer = ComoSVCTrainer(cfg, "plateau")
+    trainer.train()
+    # 4 batches per epoch, 10 steps: stepped after the two whole epochs (steps 4 and 8), on the
+    # validation loss; the rate stays between them.
+    assert trainer.scheduler.last_epoch == 2
+    assert math.isfinite(trainer.scheduler.best)
+    halvings = round(math.log2(cfg.train.adamw.lr / trainer.optimizer.param_groups[0]["lr"]))
+    assert halvings in (0, 1)  # the second epoch either improved or was cut once (patience 0)

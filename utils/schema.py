@@ -115,7 +115,14 @@ class ComoSVCConfig:
     # Denoiser D = c_skip x + (1 - c_skip) mu + c_out F (models/svc/comosvc/edm.py): degrades to the
     # coarse mel when briefly trained; off = Amphion's form.
     anchor_to_mu: bool = False
+    # Weights of the denoiser's convolutions and its noise-level MLP: kaiming_normal (Amphion's
+    # modules/general/utils.py Conv1d / Linear) or torch's default; the output layer starts at zero
+    # either way.
+    decoder_init: str = choice("kaiming_normal", "default")
     ema_decay: float = bounded(0.95, ge=0, lt=1)
+    # Teacher training: > 0 keeps an EMA of the teacher's weights (this decay per optimizer step),
+    # which its export (conversion, distillation) uses; 0: the trained weights themselves.
+    teacher_ema_decay: float = bounded(0.0, ge=0, lt=1)
 
 
 @dataclass
@@ -138,10 +145,16 @@ class AdamWConfig:
 
 @dataclass
 class SchedulerConfig:
-    type: str = choice("none", "exponential", "cosine")
-    # exponential: lr *= gamma each step; cosine: decay to min_lr over train.max_steps.
+    """Learning-rate schedule (models/base/scheduler.py)."""
+
+    type: str = choice("none", "exponential", "cosine", "reducelronplateau")
+    # exponential: lr *= gamma each step; cosine: decay to min_lr over train.max_steps;
+    # reducelronplateau: lr *= factor after `patience` epochs without a better validation loss,
+    # never below min_lr (stepped once per epoch, as Amphion does).
     gamma: float = bounded(0.999996, gt=0, le=1)
     min_lr: float = bounded(1e-5, ge=0)
+    factor: float = bounded(0.8, gt=0, lt=1)
+    patience: int = bounded(10, ge=0)
     warmup_steps: int = bounded(0, ge=0)
 
 
@@ -151,6 +164,10 @@ class TrainConfig:
     gradient_accumulation_steps: int = bounded(1, ge=1)
     # Max gradient norm (clipping); <= 0: no clipping (the norm is still logged).
     grad_clip: float = 1.0
+    # per_module: the Transformer encoder (with its mu projection) and the decoder each clipped to
+    # grad_clip on their own, the condition encoder not at all (Amphion); all: one norm over every
+    # trained parameter.
+    grad_clip_scope: str = choice("per_module", "all")
     max_steps: int = bounded(1_000_000, ge=1)
     # -1: no epoch limit (stop at max_steps).
     max_epochs: int = bounded(-1, ge=-1)
@@ -176,6 +193,11 @@ class TrainConfig:
     edm_loss_weight: float = bounded(1.0, ge=0)
     prior_loss_weight: float = bounded(1.0, ge=0)
     ssim_loss_weight: float = bounded(1.0, ge=0)
+    # Prior loss form (models/svc/comosvc/losses.py): amphion = Grad-TTS' Gaussian NLL divided
+    # by n_mel once more, about 0.5 * MSE / n_mel; mse = the plain mean squared error.
+    prior_loss_form: str = choice("amphion", "mse")
+    # SSIM form: amphion = on mel + 6 (Amphion's bias); unit = on (mel + 1) / 2 in [0, 1].
+    ssim_form: str = choice("amphion", "unit")
 
 
 @dataclass
@@ -185,6 +207,10 @@ class ComoSVCInferenceConfig:
     student_inference_steps: int = bounded(1, ge=1)
     # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
     sampler: str = choice("euler", "heun")
+    # Shallow diffusion: > 0 starts teacher and student sampling at this noise level from the noised
+    # coarse mel, mu + sigma (eps + mu), instead of at sigma_max from noise (so-vits-svc 4.1);
+    # 0: off. Must lie between model.comosvc.sigma_min and sigma_max.
+    shallow_sigma: float = bounded(0.0, ge=0)
 
 
 @dataclass
@@ -253,12 +279,21 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
         (como.sigma_min < como.sigma_max, "model.comosvc.sigma_min",
          f"= {como.sigma_min} must be below model.comosvc.sigma_max = {como.sigma_max}"),
         (t.max_epochs != 0, "train.max_epochs", "= 0: use -1 (no limit) or >= 1"),
+        (cfg.inference.comosvc.shallow_sigma == 0
+         or como.sigma_min < cfg.inference.comosvc.shallow_sigma <= como.sigma_max,
+         "inference.comosvc.shallow_sigma",
+         f"= {cfg.inference.comosvc.shallow_sigma} must be 0 (off) or lie in (sigma_min, sigma_max]"
+         f" = ({como.sigma_min}, {como.sigma_max}]"),
         (len(t.adamw.betas) == 2 and all(0 <= b < 1 for b in t.adamw.betas), "train.adamw.betas",
          f"= {t.adamw.betas} must be two numbers in [0, 1)"),
-        (t.scheduler.type != "cosine" or t.scheduler.min_lr <= t.adamw.lr, "train.scheduler.min_lr",
+        (t.scheduler.type not in ("cosine", "reducelronplateau") or t.scheduler.min_lr <= t.adamw.lr,
+         "train.scheduler.min_lr",
          f"= {t.scheduler.min_lr} must not exceed train.adamw.lr = {t.adamw.lr}"),
         (not (v.backend == "onnxruntime" and v.precision == "bf16"), "vocoder.precision",
          "= bf16 is not available with vocoder.backend = onnxruntime (fp32 only); use openvino "
          "or torch for bf16"),
+        (t.scheduler.type != "reducelronplateau" or t.scheduler.warmup_steps == 0,
+         "train.scheduler.warmup_steps",
+         "must be 0 with train.scheduler.type reducelronplateau (it has no warm-up)"),
     ]
     return [(key, msg) for ok, key, msg in checks if not ok]

@@ -3,13 +3,17 @@ checkpoints and resuming. A task subclass supplies the model (:meth:`BaseTrainer
 
 The model interface the loop uses (``models.svc.comosvc.model.ComoSVC`` and its distiller):
 ``loss(batch) -> dict`` ("loss" to back-propagate plus components, all logged),
-``trainable_parameters()``, ``after_optimizer_step()`` (called after each optimizer step that really
+``trainable_parameters()``, ``clip_groups() -> {name: parameters}`` (per-module clipping),
+``after_optimizer_step()`` (called after each optimizer step that really
 happened, never in validation), ``sample(batch, generator=...) -> dict(mel, mu)`` (normalised mels)
 and ``export_state_dict()`` (what conversion loads, see models/base/checkpoint.py).
 
 One training step = ``train.gradient_accumulation_steps`` micro-batches (accelerate's
 ``accumulate``: gradients synchronised across processes on the last one only), gradient clipping at
-``train.grad_clip`` (the norm before clipping is logged), AdamW, one scheduler step. ``train.max_steps``
+``train.grad_clip`` (``train.grad_clip_scope`` per_module: each group of the model's
+``clip_groups()`` on its own, Amphion's; all: one norm over every trained parameter; the norms before
+clipping are logged), AdamW, one scheduler step (a reducelronplateau schedule instead steps once per
+epoch on the validation loss). ``train.max_steps``
 and ``train.max_epochs`` bound the run. Data order, crops and the torch/numpy/python generators are
 seeded and saved (every process's generators), so on CPU a resumed run gives the same next losses as
 an uninterrupted one; resumed with another number of processes, each process is re-seeded instead.
@@ -48,7 +52,7 @@ from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, Checkpoi
 from models.base.dataset import (DataError, EpochTaggedBatches, LengthGroupedBatchSampler,
                                  SVCDataset, collate, denormalize_mel, load_singers,
                                  load_statistics)
-from models.base.scheduler import build_scheduler
+from models.base.scheduler import build_scheduler, is_per_epoch
 from utils.config import ConfigError, config_to_dict
 from utils.paths import resolve_path
 from utils.io import save_json
@@ -133,6 +137,10 @@ class BaseTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=t.adamw.lr, betas=tuple(t.adamw.betas),
                                            eps=t.adamw.eps, weight_decay=t.adamw.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, t)
+        self.per_epoch_schedule = is_per_epoch(t)
+        if self.per_epoch_schedule and self.valid_loader is None:
+            raise DataError("train.scheduler.type reducelronplateau steps on the validation loss, "
+                            "but the test split is empty")
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self._rng = None
         if state is not None:
@@ -299,7 +307,7 @@ class BaseTrainer:
                 with acc.accumulate(self.loss_module):
                     losses = self.loss_module(batch)
                     acc.backward(losses["loss"])
-                    grad_norm = acc.clip_grad_norm_(self.params, clip) if acc.sync_gradients else None
+                    grad_norms = self._clip_gradients(clip) if acc.sync_gradients else None
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 for k, v in losses.items():
@@ -308,14 +316,15 @@ class BaseTrainer:
                 if not acc.sync_gradients:
                     continue
                 if not acc.optimizer_step_was_skipped:
-                    self.scheduler.step()
+                    if not self.per_epoch_schedule:
+                        self.scheduler.step()
                     self.model.after_optimizer_step()
                 self.step += 1
                 bar.update(1)
                 if self.step % t.log_every_steps == 0:
                     for m in self.checked_modules:
                         m.raise_deferred_errors()
-                    loss = self._log_train({k: v / micro for k, v in sums.items()}, grad_norm)
+                    loss = self._log_train({k: v / micro for k, v in sums.items()}, grad_norms)
                     bar.set_postfix(loss=f"{loss:.4f}")
                 sums.clear()
                 micro = 0
@@ -330,23 +339,37 @@ class BaseTrainer:
             else:
                 self.epoch += 1
                 self.batches_done = 0
+                if self.per_epoch_schedule:
+                    self.scheduler.step(self._valid_means()["loss"])
         bar.close()
         if saved_at != self.step:
             self.save()
         if self.writer is not None:
             self.writer.close()
 
-    def _log_train(self, means: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> float:
-        """Write the step's mean losses and gradient norm (averaged over processes: the one sync
+    def _clip_gradients(self, clip: float) -> dict[str, torch.Tensor]:
+        """Clip the gradients (module doc) and return their norms before clipping, on the device:
+        {"grad_norm"} (scope all) or {"grad_norm_<group>"} (per_module)."""
+        if self.cfg.train.grad_clip_scope == "all":
+            return {"grad_norm": self.acc.clip_grad_norm_(self.params, clip)}
+        self.acc.unscale_gradients()
+        return {f"grad_norm_{name}": nn.utils.clip_grad_norm_(params, clip)
+                for name, params in self.model.clip_groups().items()}
+
+    def _log_train(self, means: dict[str, torch.Tensor], grad_norms: dict[str, torch.Tensor]
+                   ) -> float:
+        """Write the step's mean losses and gradient norms (averaged over processes: the one sync
         of a logged step) and the lr; returns the mean loss."""
+        names = list(means) + list(grad_norms)
         values = torch.stack([v.float() for v in means.values()]
-                             + [torch.as_tensor(grad_norm, device=self.acc.device).float()])
+                             + [torch.as_tensor(v, device=self.acc.device).float()
+                                for v in grad_norms.values()])
         values = self.acc.reduce(values, reduction="mean").tolist()
         if self.writer is not None:
-            for name, v in zip(list(means) + ["grad_norm"], values):
+            for name, v in zip(names, values):
                 self.writer.add_scalar(f"train/{name}", v, self.step)
             self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-        return values[list(means).index("loss")]
+        return values[names.index("loss")]
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -356,21 +379,32 @@ class BaseTrainer:
         ``train.valid_samples`` utterances, on the main process with fixed noise; the training
         generators are left untouched and the model is not updated."""
         if self.main and self.valid_loader is not None:
+            for k, v in self._valid_means().items():
+                self.writer.add_scalar(f"valid/{k}", v, self.step)
             device = self.acc.device
             self.model.eval()
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(self.cfg.train.seed)
-                sums: dict[str, float] = defaultdict(float)
-                for batch in self.valid_loader:
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    n = batch["mask"].shape[0]
-                    for k, v in self.model.loss(batch).items():
-                        sums[k] += float(v) * n
-                for k, v in sums.items():
-                    self.writer.add_scalar(f"valid/{k}", v / len(self.valid_set), self.step)
                 self._log_samples()
             self.model.train()
         self.acc.wait_for_everyone()
+
+    @torch.no_grad()
+    def _valid_means(self) -> dict[str, float]:
+        """Mean losses over the test split (utterance-weighted), with the noise of seed
+        ``train.seed``, the training generators untouched and the model not updated."""
+        device = self.acc.device
+        self.model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.train.seed)
+            for batch in self.valid_loader:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                n = batch["mask"].shape[0]
+                for k, v in self.model.loss(batch).items():
+                    sums[k] += float(v) * n
+        self.model.train()
+        return {k: v / len(self.valid_set) for k, v in sums.items()}
 
     def _log_samples(self) -> None:
         n = min(self.cfg.train.valid_samples, len(self.valid_set))

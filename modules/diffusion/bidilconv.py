@@ -13,7 +13,10 @@ et al. 2024, CoMoSVC):
 
 The noise-level embedding is the sinusoidal embedding of c_noise (128 channels, periods up to 10^4;
 Vaswani et al. 2017) through an MLP (Linear-SiLU-Linear-SiLU-Linear, hidden 512). The last layer
-starts at zero so the untrained network outputs F = 0 (EDM's D then starts at c_skip * x).
+starts at zero so the untrained network outputs F = 0 (EDM's D then starts at c_skip * x). With
+``init="kaiming_normal"`` (Amphion's modules/general/utils.py wrappers) every other convolution and
+linear layer of the network, the noise-level MLP included, draws its weights from the Kaiming
+normal distribution N(0, 2 / fan_in) (He et al. 2015, eq. 10); biases keep torch's default.
 Padded frames are zeroed before every convolution and in the output.
 """
 from __future__ import annotations
@@ -83,16 +86,19 @@ class BiDilConv(nn.Module):
         n_mel: mel bins (input, output and conditioning channels).
         channels: residual channels; n_blocks: residual blocks;
         dilation_cycle: dilations 2^0 .. 2^(dilation_cycle - 1), repeated; kernel_size: 3.
+        init: "kaiming_normal" or "default" (torch's), for every layer but the zeroed output.
     Raises:
-        ValueError: n_blocks < 1, dilation_cycle < 1 or an even kernel_size.
+        ValueError: n_blocks < 1, dilation_cycle < 1, an even kernel_size or an unknown init.
     """
 
     def __init__(self, n_mel: int, channels: int, n_blocks: int, dilation_cycle: int,
-                 kernel_size: int = 3):
+                 kernel_size: int = 3, init: str = "kaiming_normal"):
         super().__init__()
         if n_blocks < 1 or dilation_cycle < 1 or kernel_size % 2 == 0:
             raise ValueError(f"BiDilConv needs n_blocks >= 1, dilation_cycle >= 1 and an odd "
                              f"kernel, got {n_blocks}, {dilation_cycle}, {kernel_size}")
+        if init not in ("kaiming_normal", "default"):
+            raise ValueError(f"unknown init {init!r} (kaiming_normal or default)")
         self.input = nn.Conv1d(n_mel, channels, 1)
         self.noise_embedding = NoiseLevelEmbedding(channels)
         self.blocks = nn.ModuleList(
@@ -100,6 +106,10 @@ class BiDilConv(nn.Module):
             for i in range(n_blocks))
         self.skip_proj = nn.Conv1d(channels, channels, 1)
         self.output = nn.Conv1d(channels, n_mel, 1)
+        if init == "kaiming_normal":
+            for layer in self.modules():
+                if isinstance(layer, (nn.Conv1d, nn.Linear)):
+                    nn.init.kaiming_normal_(layer.weight)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 

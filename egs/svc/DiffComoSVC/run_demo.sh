@@ -4,16 +4,25 @@
 #   1. stage 1: metadata, mel, F0, energy, Whisper features
 #   2. stage 2: the teacher; then stage 2 again with distillation: the one-step student
 #   3. stage 3: each held-out song of each singer into the next two singers (sorted by name), with
-#      the teacher (40 steps) and with the student (1 step), autoshifted to the target's range
+#      the teacher (inference.comosvc.inference_steps: 4) and with the student (1 step), autoshifted
+#      to the target's range
 #   4. objective evaluation of both (out/demo/{teacher,student}/metrics.tsv)
-# Stage timings go to out/demo/timings.tsv. Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--set K=V ...]
-# (extra arguments are config overrides for both trainings, e.g. --set train.max_steps=100).
+# Stage timings go to out/demo/timings.tsv.
+# Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
+# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400 (about 2 h on 2 cores,
+# into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra arguments are config
+# overrides for both trainings, e.g. --set train.max_steps=100.
 set -euo pipefail
+teacher_steps=800 student_steps=400 suffix=""
+if [ "${1:-}" = --long ]; then
+    teacher_steps=2400 student_steps=1200 suffix=_long
+    shift
+fi
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 cfg=egs/svc/DiffComoSVC/exp_config_demo.json
 run=(bash egs/svc/DiffComoSVC/run.sh --config "$cfg")
-out=out/demo
+out=out/demo$suffix
 processed=data/demo/processed/gtsinger_demo
 mkdir -p "$out"
 printf 'stage\tseconds\n' > "$out/timings.tsv"
@@ -31,9 +40,11 @@ timed() {  # timed NAME COMMAND...: run, and record its wall time
 timed stage1_preprocess "${run[@]}" --stage 1
 # A re-run continues each training from its newest checkpoint (a finished one returns at once).
 resume() { compgen -G "ckpts/demo/$1/checkpoint/step-*.pt" > /dev/null && echo --resume || true; }
-timed stage2_teacher "${run[@]}" --stage 2 --name demo_teacher $(resume demo_teacher) "$@"
-timed stage2_student "${run[@]}" --stage 2 --name demo_student --distill $(resume demo_student) \
-    --set model.teacher_model_path=ckpts/demo/demo_teacher --set train.max_steps=400 "$@"
+teacher=demo_teacher$suffix student=demo_student$suffix
+timed stage2_teacher "${run[@]}" --stage 2 --name $teacher $(resume $teacher) \
+    --set train.max_steps=$teacher_steps "$@"
+timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $student) \
+    --set model.teacher_model_path=ckpts/demo/$teacher --set train.max_steps=$student_steps "$@"
 
 # Which held-out utterances go to which target: singer i -> singers i+1 and i+2 (mod 6).
 python3 - "$processed/test.json" "$out/pairs" <<'EOF'
@@ -51,7 +62,7 @@ EOF
 for model in teacher student; do
     convert() {
         for pairs in "$out"/pairs/*.json; do
-            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$model" \
+            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$model$suffix" \
                 --infer_source_file "$pairs" --infer_target_speaker "$(basename "$pairs" .json)" \
                 --infer_key_shift autoshift --infer_output_dir "$out/$model"
         done

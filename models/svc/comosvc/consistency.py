@@ -62,22 +62,29 @@ def ema_update(target: nn.Module, student: nn.Module, decay: float) -> None:
 
 
 def consistency_sample(edm: EDM, net: Network, mu: torch.Tensor, mask: torch.Tensor, steps: int,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None,
+                       sigma_start: float | None = None) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1).
 
     steps = 1: f(sigma_max (eps + mu), sigma_max), one network evaluation. steps = k > 1: the
     levels are the first k of the (k + 1)-level Karras grid (sigma_max down to, not including,
     sigma_min), re-noising with fresh eps before each later step; k evaluations.
+    Shallow (``sigma_start`` < sigma_max, as EDM.sample): the grid starts at sigma_start and the
+    first input is mu + sigma_start (eps + mu).
     Returns: (B, n_mel, T), at least float32 (as EDM.sample), zero on padded frames.
-    Raises: ValueError for steps < 1.
+    Raises: ValueError for steps < 1 or sigma_start outside (sigma_min, sigma_max].
     """
     if steps < 1:
         raise ValueError(f"consistency sampling needs steps >= 1, got {steps}")
-    levels = [edm.sigma_max] if steps == 1 else \
-        karras_sigmas(steps + 1, edm.sigma_min, edm.sigma_max, edm.rho)[:-1].tolist()
+    start = edm.sigma_max if sigma_start is None else sigma_start
+    if not edm.sigma_min < start <= edm.sigma_max:
+        raise ValueError(f"sigma_start = {start} must lie in (sigma_min, sigma_max] = "
+                         f"({edm.sigma_min}, {edm.sigma_max}]")
+    levels = [start] if steps == 1 else \
+        karras_sigmas(steps + 1, edm.sigma_min, start, edm.rho)[:-1].tolist()
     mu = mu.to(torch.promote_types(mu.dtype, torch.float32))
     m = mask[:, None, :].to(mu.dtype)
-    x = torch.zeros_like(mu)
+    x = torch.zeros_like(mu) if sigma_start is None else mu
     for i, tau in enumerate(levels):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         scale = tau if i == 0 else (tau ** 2 - edm.sigma_min ** 2) ** 0.5

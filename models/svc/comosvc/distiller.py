@@ -65,6 +65,10 @@ class ComoSVCDistiller(nn.Module):
         """The student decoder's parameters."""
         return self.student.parameters()
 
+    def clip_groups(self) -> dict[str, list[nn.Parameter]]:
+        """One clipping group, the student decoder (the only trained part)."""
+        return {"decoder": list(self.student.parameters())}
+
     def after_optimizer_step(self) -> None:
         """EMA update of the target from the student (call once after each optimizer step)."""
         ema_update(self.target, self.student, self.cfg.model.comosvc.ema_decay)
@@ -79,7 +83,8 @@ class ComoSVCDistiller(nn.Module):
         """
         mu = self.teacher.encode(batch)
         steps = self.cfg.inference.comosvc.student_inference_steps if steps is None else steps
-        mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator)
+        mel = consistency_sample(self.edm, self.target, mu, batch["mask"], steps, generator,
+                                 self.cfg.inference.comosvc.shallow_sigma or None)
         return {"mel": mel, "mu": mu}
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
@@ -99,10 +104,11 @@ def build_model(cfg: CantorConfig,
         teacher_state_dict: distillation only: the trained teacher's ComoSVC state dict (its
             export); student and target start from its decoder. Leave it None when a full
             distiller state dict (a resumed run) is loaded next.
-    Returns: ComoSVC (teacher) or ComoSVCDistiller.
+    Returns: ComoSVC (teacher, with a weight EMA when model.comosvc.teacher_ema_decay > 0) or
+        ComoSVCDistiller.
     Raises: ConfigError for invalid settings or a teacher_state_dict without distill.
     """
-    model = ComoSVC(cfg)
+    model = ComoSVC(cfg, weight_ema=not cfg.model.comosvc.distill)
     if not cfg.model.comosvc.distill:
         if teacher_state_dict is not None:
             raise ConfigError("a teacher state dict was given but model.comosvc.distill is false")

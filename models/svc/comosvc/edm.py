@@ -184,9 +184,15 @@ class EDM:
         return x + h * 0.5 * (d + torch.where(at_min, d, d_next))
 
     def sample(self, net: Network, mu: torch.Tensor, mask: torch.Tensor, steps: int,
-               sampler: str = "heun", generator: torch.Generator | None = None) -> torch.Tensor:
+               sampler: str = "heun", generator: torch.Generator | None = None,
+               sigma_start: float | None = None) -> torch.Tensor:
         """Deterministic PF-ODE sampling: ``steps`` solver steps over the (steps + 1)-level Karras
         grid from x = sigma_max (eps + mu) down to sigma_min.
+
+        Shallow diffusion (``sigma_start`` below sigma_max; Liu et al. 2022, DiffSinger, section
+        3.3; so-vits-svc 4.1's shallow diffusion): the grid runs from sigma_start instead, starting
+        at the coarse mel noised to that level, x = mu + sigma_start (eps + mu), i.e. the forward
+        process applied to mu as the estimate of the clean mel.
 
         The result is x(sigma_min), which equals D(x; sigma_min) by the boundary condition, so the
         final jump to sigma = 0 of Karras Algorithm 1 is the identity here and is skipped. For the
@@ -196,17 +202,23 @@ class EDM:
         The trajectory x is kept in at least float32 (a half-precision mu is cast), also when the network runs under
         autocast.
         Returns: (B, n_mel, T), zero on padded frames.
-        Raises: ValueError for an unknown sampler or steps < 1.
+        Raises: ValueError for an unknown sampler, steps < 1 or sigma_start outside
+        (sigma_min, sigma_max].
         """
         if sampler not in ("heun", "euler"):
             raise ValueError(f"unknown sampler {sampler!r} (heun or euler)")
         if steps < 1:
             raise ValueError(f"sampling needs steps >= 1, got {steps}")
-        sigmas = karras_sigmas(steps + 1, self.sigma_min, self.sigma_max, self.rho).tolist()
+        start = self.sigma_max if sigma_start is None else sigma_start
+        if not self.sigma_min < start <= self.sigma_max:
+            raise ValueError(f"sigma_start = {start} must lie in (sigma_min, sigma_max] = "
+                             f"({self.sigma_min}, {self.sigma_max}]")
+        sigmas = karras_sigmas(steps + 1, self.sigma_min, start, self.rho).tolist()
         mu = mu.to(torch.promote_types(mu.dtype, torch.float32))
         m = mask[:, None, :].to(mu.dtype)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        x = self.add_noise(torch.zeros_like(mu), sigmas[0], mu, eps) * m
+        y0 = torch.zeros_like(mu) if sigma_start is None else mu
+        x = self.add_noise(y0, sigmas[0], mu, eps) * m
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             # The step into sigma_min is Euler either way (see heun_step); this spares its
             # wasted second evaluation.
