@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("bins.infer", "stage 3 in one command: convert a song to a target singer"),
     "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
+    "vc": ("bins.vc", "realtime voice changer: microphone (or a file) in, converted voice out"),
     "train": ("bins.svc.train", "stage 2: train the DiffComoSVC teacher or distil it (one process)"),
 }
 
