@@ -225,7 +225,6 @@ def test_silence_in_gives_silence_out_and_the_voice_stops(converter, setup):
     assert not stream_file(stream, hum)[0].any()
 
 
-@pytest.mark.xfail(reason="failed in the last run; not yet diagnosed (see the issue 15 report)", strict=False)
 def test_passthrough_returns_the_input_after_the_stated_delay(converter, setup):
     from models.base.streaming import StreamingConverter
     _, clip = setup
@@ -239,7 +238,8 @@ def test_passthrough_returns_the_input_after_the_stated_delay(converter, setup):
     # The output trails the input by exactly crossfade + search samples (SOLA finds offset 0 on a
     # copy of the input; identical signals crossfade into themselves).
     delay = stream.geometry.lookahead
-    np.testing.assert_allclose(raw[delay:], clip[:len(raw) - delay], atol=1e-5)
+    # (The first hop ramps up from the silent window before the first block.)
+    np.testing.assert_allclose(raw[delay + HOP:], clip[HOP:len(raw) - delay], atol=1e-5)
 
 
 def test_cantor_vc_streams_a_file(setup, tmp_path, capsys):
