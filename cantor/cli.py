@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bins.train", "from a folder of clips to a one-step model: stage 1, teacher, student"),
     "train-stage": ("bins.svc.train", "stage 2 alone: train the teacher or distil it (one process)"),
     "webui": ("bins.webui", "the web UI: convert, batch, train and browse models in a browser"),
+    "vc": ("bins.vc", "realtime voice changer: microphone (or a file) in, converted voice out"),
 }
 
 

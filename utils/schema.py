@@ -214,8 +214,25 @@ class ComoSVCInferenceConfig:
 
 
 @dataclass
+class RealtimeConfig:
+    """``cantor vc`` (models/base/streaming.py; RVC's realtime scheme). Durations in seconds,
+    rounded to whole mel frames (block, context) or samples (crossfade, search)."""
+
+    # New audio per step; the algorithmic latency is block + crossfade + search (+ the device's).
+    block_seconds: float = bounded(0.5, gt=0)
+    # Earlier audio that only the content encoder and the acoustic model see.
+    context_seconds: float = bounded(2.0, ge=0)
+    # sin^2 crossfade between consecutive blocks, and the SOLA search range before it.
+    crossfade_seconds: float = bounded(0.05, gt=0)
+    search_seconds: float = bounded(0.01, ge=0)
+    # Input gate: mel frames whose RMS is below this (dBFS) are silence in and out.
+    gate_db: float = bounded(-50.0, le=0)
+
+
+@dataclass
 class InferenceConfig:
     comosvc: ComoSVCInferenceConfig = field(default_factory=ComoSVCInferenceConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     # Longest chunk converted at once, seconds; chunks overlap by chunk_overlap seconds.
     chunk_seconds: float = bounded(10.0, gt=0)
     chunk_overlap: float = bounded(0.5, ge=0)
@@ -266,7 +283,11 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
     Returns: ``(key path, message)`` for each violated relation (empty when all hold).
     """
     p, como, t, v = cfg.preprocess, cfg.model.comosvc, cfg.train, cfg.vocoder
+    rt = cfg.inference.realtime
     checks = [
+        (rt.crossfade_seconds + rt.search_seconds < rt.block_seconds,
+         "inference.realtime.crossfade_seconds", f"+ search_seconds = {rt.crossfade_seconds} + "
+         f"{rt.search_seconds} must be shorter than block_seconds = {rt.block_seconds}"),
         (p.f0_min < p.f0_max, "preprocess.f0_min",
          f"= {p.f0_min} must be below preprocess.f0_max = {p.f0_max}"),
         (p.fmin < p.fmax, "preprocess.fmin", f"= {p.fmin} must be below preprocess.fmax = {p.fmax}"),

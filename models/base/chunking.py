@@ -79,6 +79,13 @@ def batched(chunks: Sequence[Chunk], batch_size: int) -> Iterator[list[int]]:
         yield list(range(i, min(i + batch_size, len(chunks))))
 
 
+def raised_cosine_ramp(n_samples: int) -> np.ndarray:
+    """Fade-in weights r(n) = sin^2(pi (n + 0.5) / (2 n_samples)), n = 0 .. n_samples - 1, float32:
+    rising from near 0 to near 1, and r(n) + r(n_samples - 1 - n) = 1, so a fade-in paired with the
+    reversed ramp as fade-out keeps the sum of the weights at exactly 1."""
+    return (np.sin(np.pi * (np.arange(n_samples) + 0.5) / (2 * n_samples)) ** 2).astype(np.float32)
+
+
 class CrossfadeJoiner:
     """Overlap-add of converted chunks into one signal of ``chunks[-1].end * hop_size`` samples.
 
@@ -93,9 +100,6 @@ class CrossfadeJoiner:
         self.hop = hop_size
         self.output = np.zeros(self.chunks[-1].end * hop_size, dtype=np.float32)
 
-    def _ramp(self, n_samples: int) -> np.ndarray:
-        return (np.sin(np.pi * (np.arange(n_samples) + 0.5) / (2 * n_samples)) ** 2).astype(np.float32)
-
     def add(self, index: int, wav: np.ndarray) -> None:
         """Add chunk ``index``'s converted audio, shape (n_frames * hop_size,).
 
@@ -109,8 +113,8 @@ class CrossfadeJoiner:
         weight = np.ones(expected, dtype=np.float32)
         if index > 0:
             fade_in = (self.chunks[index - 1].end - chunk.start) * self.hop
-            weight[:fade_in] = self._ramp(fade_in)
+            weight[:fade_in] = raised_cosine_ramp(fade_in)
         if index + 1 < len(self.chunks):
             fade_out = (chunk.end - self.chunks[index + 1].start) * self.hop
-            weight[expected - fade_out:] *= self._ramp(fade_out)[::-1]
+            weight[expected - fade_out:] *= raised_cosine_ramp(fade_out)[::-1]
         self.output[chunk.start * self.hop:chunk.end * self.hop] += weight * wav

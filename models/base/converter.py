@@ -126,9 +126,13 @@ class SVCConverter:
     # --- the model's part --------------------------------------------------------------------
 
     def synthesize(self, batch: dict[str, torch.Tensor], singer: str,
-                   generator: torch.Generator) -> np.ndarray:
+                   generator: torch.Generator, tail_frames: int | None = None) -> np.ndarray:
         """Audio of a model batch (layout: :meth:`_batch`), (B, frames * hop_size) float32 at
-        ``sample_rate``; adds its time to ``timings.acoustic`` / ``timings.vocoder``."""
+        ``sample_rate``; adds its time to ``timings.acoustic`` / ``timings.vocoder``.
+
+        With ``tail_frames`` (the realtime path, models/base/streaming.py) the acoustic model still
+        sees every frame but only the audio of the last ``tail_frames`` frames is generated:
+        (B, tail_frames * hop_size)."""
         raise NotImplementedError
 
     def describe(self) -> str:

@@ -38,6 +38,22 @@ class ContentExtractor:
         a list of float32 (F_i, dim), F_i the model's frame count for n_i samples."""
         raise NotImplementedError
 
+    def encode_short(self, wav_16k: np.ndarray) -> np.ndarray:
+        """Features of one window shorter than 30 s, encoded at its own length (the realtime path,
+        models/base/streaming.py): float32 (F, dim). Models that take any length (ContentVec) use
+        :meth:`encode_windows`; Whisper overrides this to skip its 30 s padding."""
+        return self.encode_windows([np.asarray(wav_16k, dtype=np.float32)])[0]
+
+    def extract_short(self, wav_16k: np.ndarray, n_frames: int) -> np.ndarray:
+        """:meth:`encode_short` of one window, aligned to its ``n_frames`` mel frames: float32
+        (n_frames, dim). Raises: ValueError for a window shorter than ``min_samples``."""
+        wav = np.asarray(wav_16k, dtype=np.float32)
+        if wav.ndim != 1 or wav.size < self.min_samples:
+            raise ValueError(f"need a 1-D window of at least {self.min_samples} samples at 16 kHz, "
+                             f"got shape {wav.shape}")
+        return align_to_mel(self.encode_short(wav), self.first_center_s, self.frame_period_s,
+                            n_frames, self.hop_size, self.sample_rate)
+
     def extract(self, wavs_16k: list[np.ndarray], n_frames: list[int]) -> list[np.ndarray]:
         """Content features of several utterances, aligned to their mel frames.
 

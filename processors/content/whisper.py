@@ -93,3 +93,30 @@ class WhisperExtractor(ContentExtractor):
                                         device=self.device) for w in windows])
         out = self.encoder(mels).float().cpu().numpy()
         return [out[i, :-(-len(w) // self.samples_per_frame)] for i, w in enumerate(windows)]
+
+    @torch.inference_mode()
+    def encode_short(self, wav_16k: np.ndarray) -> np.ndarray:
+        """Encoder features of a window shorter than 30 s without padding it to 30 s: the log-mel
+        of the window alone (whisper's max - 8 clamp over the window), the two convolutions, and the
+        first ceil(frames / 2) rows of the positional embedding (the encoder's own forward pass with
+        the embedding sliced to the window). Costs about window / 30 s of a padded pass; how far the
+        features move from the padded window's is measured in README.md, "Realtime conversion".
+
+        Returns: float32 (ceil(samples / 320), dim). Raises: ValueError for more than 30 s.
+        """
+        import whisper
+        import torch.nn.functional as F
+
+        if len(wav_16k) > N_AUDIO_CTX * self.samples_per_frame:
+            raise ValueError(f"a short window holds at most 30 s, got {len(wav_16k)} samples")
+        enc = self.encoder
+        n_out = -(-len(wav_16k) // self.samples_per_frame)
+        padding = n_out * self.samples_per_frame - len(wav_16k)  # to whole encoder frames
+        mel = whisper.log_mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav_16k)),
+                                          self.n_mels, padding=padding, device=self.device)
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel[None]))))
+        x = x.permute(0, 2, 1)
+        x = (x + enc.positional_embedding[:x.shape[1]]).to(x.dtype)
+        for block in enc.blocks:
+            x = block(x)
+        return enc.ln_post(x)[0, :n_out].float().cpu().numpy()

@@ -14,6 +14,11 @@ from processors.mel import LOG_CLAMP
 from utils.config import ConfigError
 from utils.schema import CantorConfig
 
+# Mel frames before a vocoded tail whose audio is generated and dropped: the first samples HiFi-GAN
+# makes from a cut mel differ from the whole mel's (its receptive field spans several frames). The
+# error left by each context length is in README.md, "Realtime conversion".
+VOCODER_CONTEXT_FRAMES = 8
+
 
 class ComoSVCConverter(SVCConverter):
     """A DiffComoSVC teacher or consistency-distilled student, ready to convert songs.
@@ -54,9 +59,11 @@ class ComoSVCConverter(SVCConverter):
         return f"{kind}, {self.steps} {solver} steps"
 
     def synthesize(self, batch: dict[str, torch.Tensor], singer: str,
-                   generator: torch.Generator) -> np.ndarray:
+                   generator: torch.Generator, tail_frames: int | None = None) -> np.ndarray:
         """Sample the mel of ``batch``, de-normalise it with ``singer``'s dataset statistics and
-        vocode it: (B, T * hop_size) float32."""
+        vocode it: (B, T * hop_size) float32; with ``tail_frames``, vocode only the last
+        ``tail_frames`` frames after :data:`VOCODER_CONTEXT_FRAMES` frames of context whose audio is
+        dropped: (B, tail_frames * hop_size)."""
         stats, _ = self.singer_statistics(singer)
         mel_min = torch.tensor(stats["mel_min"], dtype=torch.float32, device=self.device)
         mel_max = torch.tensor(stats["mel_max"], dtype=torch.float32, device=self.device)
@@ -65,8 +72,13 @@ class ComoSVCConverter(SVCConverter):
                                 generator=generator)["mel"]
         mel = denormalize_mel(mel.float(), mel_min, mel_max)
         mel = torch.where(batch["mask"][:, None, :], mel, torch.full_like(mel, np.log(LOG_CLAMP)))
+        skip = 0
+        if tail_frames is not None:
+            start = max(0, mel.shape[-1] - tail_frames - VOCODER_CONTEXT_FRAMES)
+            skip = (mel.shape[-1] - tail_frames - start) * self.vocoder.hop_size
+            mel = mel[..., start:]
         t2 = self.sync()
-        audio = self.vocoder(mel).float().cpu().numpy()
+        audio = self.vocoder(mel).float().cpu().numpy()[:, skip:]
         t3 = self.sync()
         self.timings.acoustic += t2 - t1
         self.timings.vocoder += t3 - t2
