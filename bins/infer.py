@@ -3,13 +3,28 @@ one song to a target singer in one command (the so-vits-svc-fork ``svc infer`` h
 
 The experiment folder alone decides everything about the model (teacher or distilled student,
 features, singers); the options below only steer this conversion. Exit status: 0 converted,
-1 the song could not be converted (the error names it), 2 bad options, experiment or singer.
+1 the song could not be converted (the error names it), 2 bad options (a key shift beyond +-48
+semitones, an output path that is a folder), experiment or singer. Every error is one line naming
+the file; nothing is written unless the conversion succeeded.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+
+def semitones(text: str) -> int:
+    """argparse type: a whole number of semitones within +-48
+    (processors.pitch_shift.MAX_KEY_SHIFT)."""
+    from processors.pitch_shift import check_key_shift
+    try:
+        value = int(text)
+        check_key_shift(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if "semitones" in str(e) else
+                                         f"expected a whole number of semitones, got {text!r}") from None
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="target singer, a key of the experiment's singers.json, e.g. "
                              "opencpop_female1 (an unknown name lists the known ones)")
     shift = parser.add_mutually_exclusive_group()
-    shift.add_argument("-t", "--transpose", type=int, default=0, metavar="SEMITONES",
-                       help="shift the pitch by this many semitones, negative lowers (default: 0)")
+    shift.add_argument("-t", "--transpose", type=semitones, default=0, metavar="SEMITONES",
+                       help="shift the pitch by this many semitones (-48 .. 48), negative lowers "
+                            "(default: 0)")
     shift.add_argument("-a", "--autoshift", action="store_true",
                        help="shift the pitch so the song's median matches the target singer's "
                             "(rounded to whole semitones unless inference.autoshift_round=false)")
@@ -43,13 +59,19 @@ def run(args: argparse.Namespace) -> int:
     from bins.svc.inference import load_converter
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from models.base.batch_convert import one_line_error
     from models.base.converter import AUTOSHIFT, UnknownSingerError
-    from utils.audio import save_wav
+    from utils.audio import AudioError, check_output_file, save_wav
+    song = Path(args.song)
+    out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
+    try:
+        check_output_file(out)
+    except AudioError as e:
+        print(f"error: -o {e}", file=sys.stderr)
+        return 2
     converter = load_converter(args.model, None, args.overrides, args.device, args.steps)
     if converter is None:
         return 2
-    song = Path(args.song)
-    out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
     try:
         converter.check_target(args.singer)
     except UnknownSingerError as e:
@@ -59,11 +81,10 @@ def run(args: argparse.Namespace) -> int:
         with logging_redirect_tqdm():
             result = converter.convert_file(song, args.singer,
                                             AUTOSHIFT if args.autoshift else args.transpose)
+        save_wav(out, result.wav, result.sample_rate)
     except Exception as e:  # report any failure on this song with its name, as a user error
-        msg = str(e) if str(song) in str(e) else f"{song}: {type(e).__name__}: {e}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {one_line_error(e, song)}", file=sys.stderr)
         return 1
-    save_wav(out, result.wav, result.sample_rate)
     print(f"{song} -> {out} ({args.singer}, key shift {result.key_shift:+g} semitones, "
           f"{converter.describe()}, {converter.device}): {converter.timings.summary()}")
     return 0

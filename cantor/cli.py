@@ -18,7 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("bins.infer", "stage 3 in one command: convert a song to a target singer"),
     "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
-    "train": ("bins.svc.train", "stage 2: train the DiffComoSVC teacher or distil it (one process)"),
+    "prepare": ("bins.prepare", "cut long recordings into training clips (RAW_DIR/<singer>/...)"),
+    "train": ("bins.train", "from a folder of clips to a one-step model: stage 1, teacher, student"),
+    "train-stage": ("bins.svc.train", "stage 2 alone: train the teacher or distil it (one process)"),
 }
 
 

@@ -2,7 +2,9 @@
 and clamping to the model's F0 range.
 
 F0 contours are (T,) float arrays in Hz with 0 on unvoiced frames; every function keeps unvoiced
-frames at 0. A shift of s semitones multiplies F0 by 2 ** (s / 12) (12-tone equal temperament).
+frames at 0. A shift of s semitones multiplies F0 by 2 ** (s / 12) (12-tone equal temperament);
+shifts are limited to +-MAX_KEY_SHIFT semitones (4 octaves: already far outside any singer's range,
+where the clamp to the model's F0 range would flatten the melody).
 """
 from __future__ import annotations
 
@@ -13,9 +15,27 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+MAX_KEY_SHIFT = 48
+
+
+def check_key_shift(semitones: float, what: str = "key shift") -> float:
+    """``semitones`` as a float if it is finite and within +-MAX_KEY_SHIFT.
+
+    Raises: ValueError naming ``what`` and the allowed range.
+    """
+    semitones = float(semitones)
+    if not (math.isfinite(semitones) and abs(semitones) <= MAX_KEY_SHIFT):
+        raise ValueError(f"{what} must be within -{MAX_KEY_SHIFT} .. +{MAX_KEY_SHIFT} semitones "
+                         f"(4 octaves), got {semitones:g}")
+    return semitones
+
 
 def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
-    """F0 raised by ``semitones`` (negative lowers): f0 * 2 ** (semitones / 12), shape (T,) Hz."""
+    """F0 raised by ``semitones`` (negative lowers): f0 * 2 ** (semitones / 12), shape (T,) Hz.
+
+    Raises: ValueError for a shift beyond +-MAX_KEY_SHIFT semitones (:func:`check_key_shift`).
+    """
+    semitones = check_key_shift(semitones)
     return np.asarray(f0, dtype=np.float32) * np.float32(2.0 ** (semitones / 12.0))
 
 

@@ -68,7 +68,7 @@ def outputs_valid(dataset_dir: Path, utt: dict, cfg: PreprocessConfig) -> bool:
     expected = round(utt["Duration"] * cfg.sample_rate) // cfg.hop_size
     try:
         arrays = {k: np.load(feature_path(dataset_dir, k, utt["Uid"]), mmap_mode="r") for k in FEATURE_DIRS}
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return False
     mel = arrays["mel"]
     if mel.ndim != 2 or mel.shape[0] != cfg.n_mel or mel.dtype != np.float32:
@@ -243,9 +243,13 @@ def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: boo
         MetadataError: a dataset that cannot be read (checked for all datasets before any work), or
             one whose every utterance was skipped.
         processors.f0.F0ExtractorUnavailable: the pitch tracker's package is not importable.
+        processors.content.MissingWeightsError / ValueError: absent or unusable content model
+            weights (checked before any work, processors.content.check_content_weights).
     """
+    from processors.content import check_content_weights
     datasets = check_datasets(cfg)
     check_f0_extractor(cfg.preprocess)
+    check_content_weights(cfg.preprocess, cfg.model.condition_encoder)
     workers = resolve_workers(cfg.preprocess.num_workers if num_workers is None else num_workers)
     processed = resolve_path(cfg.preprocess.processed_dir)
     summary = {}

@@ -41,7 +41,8 @@ def test_run_sh_stage1_from_another_directory_reports_placeholder(tmp_path):
 def test_cantor_help_lists_subcommands(tmp_path):
     r = run([sys.executable, "-m", "cantor.cli", "--help"], ROOT)
     assert r.returncode == 0, r.stderr
-    for name in ("check-config", "preprocess", "train", "infer", "eval", "convert-contentvec",
+    for name in ("check-config", "preprocess", "prepare", "train", "train-stage", "infer", "eval",
+                 "convert-contentvec",
                  "convert-whisper-ct2"):
         assert name in r.stdout
 

@@ -8,25 +8,17 @@ import argparse
 import json
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from models.base.checkpoint import FORMAT, save_checkpoint
 from models.base.chunking import Chunk, CrossfadeJoiner, plan_chunks
 from processors.pitch_shift import autoshift_semitones, clamp_f0, shift_f0, voiced_median
-from utils.audio import load_audio, save_wav
-from utils.config import config_to_dict, load_config
 from utils.paths import PROJECT_ROOT
 
-SR = 22050  # the demo recipe's rate
-HOP = 256
-CLIP = "ZH-Alto-1/zh01/control.flac"
-SINGERS = {"demo_A": 0, "demo_B": 1}
-MEDIANS = {"demo_A": 220.0, "demo_B": 400.0}
+from tests.inference_fixtures import (HOP, SR, conversion_test_config, write_conversion_setup,
+                                      write_experiment)
 
 
 # --- chunking and joins -------------------------------------------------------------------------
@@ -114,71 +106,11 @@ def test_f0_outside_the_range_is_clamped_with_a_warning(caplog):
     assert "song.wav F0: 2 of 3 voiced frames" in caplog.text
 
 
-# --- a tiny experiment in the real formats -------------------------------------------------------
-
-def _write_whisper(path: Path) -> None:
-    import whisper.model as wm
-    dims = wm.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
-                              n_audio_layer=1, n_vocab=64, n_text_ctx=8, n_text_state=16,
-                              n_text_head=2, n_text_layer=1)
-    torch.manual_seed(1)
-    torch.save({"dims": dims.__dict__, "model_state_dict": wm.Whisper(dims).state_dict()}, path)
-
-
-def _write_hifigan(folder: Path) -> Path:
-    from models.vocoders.hifigan import HiFiGANGenerator
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(2)
-    topology = {"upsample_initial_channel": 16, "resblock_kernel_sizes": [3],
-                "resblock_dilation_sizes": [[1, 3]]}
-    torch.save({"generator": HiFiGANGenerator(80, **topology).state_dict()}, folder / "generator.pth")
-    (folder / "config.json").write_text(json.dumps({
-        "sampling_rate": SR, "num_mels": 80, "hop_size": HOP, "n_fft": 1024, "win_size": 1024,
-        "fmin": 0, "fmax": 8000, "resblock": "1", **topology}))
-    return folder / "generator.pth"
-
-
-def _tiny_config(root: Path, *extra: str):
-    return load_config(PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json", [
-        "model.comosvc.input_dim=32", "model.condition_encoder.singer_table_size=4",
-        "model.condition_encoder.whisper_dim=16", "model.comosvc.n_layers=1",
-        "model.comosvc.filter_channels=64", "model.comosvc.n_res_blocks=2",
-        "model.comosvc.residual_channels=32", "preprocess.content_features=['whisper']",
-        f"preprocess.whisper_path={root / 'whisper.pt'}", "vocoder.type=hifigan",
-        f"vocoder.path={root / 'hifigan' / 'generator.pth'}", "inference.chunk_seconds=1.2",
-        "inference.chunk_overlap=0.2", "inference.comosvc.inference_steps=1", *extra])
-
-
-def _write_experiment(exp: Path, root: Path, clip: np.ndarray, student: bool) -> None:
-    """A checkpoint (teacher) or export (student) of a random-weight tiny ComoSVC, with statistics
-    computed from ``clip``."""
-    from models.svc.comosvc.model import ComoSVC
-    from processors.features import acoustic_features
-    cfg = _tiny_config(root, f"model.comosvc.distill={str(student).lower()}")
-    feats = acoustic_features(clip, cfg.preprocess)
-    log_e = np.log(feats["energy"])
-    stats = {"mel_min": feats["mel"].min(1).tolist(), "mel_max": feats["mel"].max(1).tolist(),
-             "log_energy_min": float(log_e.min()), "log_energy_max": float(log_e.max()),
-             "singers": {k: {"f0_median": v, "f0_min": v / 2, "f0_max": v * 2}
-                         for k, v in MEDIANS.items()}}
-    torch.manual_seed(3)
-    model = ComoSVC(cfg)
-    model.set_energy_range(float(log_e.min()), float(log_e.max()))
-    payload = {"format": FORMAT, "student": student, "model": model.export_state_dict(),
-               "config": config_to_dict(cfg), "singers": SINGERS, "statistics": {"demo": stats},
-               "step": 20, "epoch": 1}
-    save_checkpoint(exp / ("export" if student else "checkpoint"), 20, payload, keep_last=0)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, demo_data):
     root = tmp_path_factory.mktemp("conversion")
-    _write_whisper(root / "whisper.pt")
-    _write_hifigan(root / "hifigan")
-    clip = load_audio(demo_data / CLIP, SR)[:3 * SR]
-    _write_experiment(root / "teacher", root, clip, student=False)
-    _write_experiment(root / "student", root, clip, student=True)
-    save_wav(root / "songs" / "alto" / "take.wav", clip, SR)
+    clip = write_conversion_setup(root, demo_data)
+    write_experiment(root / "student", root, clip, student=True)
     (root / "songs" / "broken.wav").write_bytes(b"RIFF not really a wav file")
     return root, clip
 
@@ -267,7 +199,7 @@ def test_student_is_learned_from_the_checkpoint(setup, caplog):
     root, clip = setup
     # The user's config says teacher (distill false) with another encoder depth and 7 student
     # steps; the checkpoint decides the model, the user the inference settings.
-    user = _tiny_config(root, "model.comosvc.n_layers=3", "inference.comosvc.student_inference_steps=3")
+    user = conversion_test_config(root, "model.comosvc.n_layers=3", "inference.comosvc.student_inference_steps=3")
     with caplog.at_level(logging.WARNING):
         student = ComoSVCConverter.from_experiment(root / "student", "cpu", user,
                                                ["model.comosvc.n_layers=5"])

@@ -174,6 +174,7 @@ def test_content_feature_skips_leave_the_splits(tmp_path, corpus, monkeypatch):
     fake = types.ModuleType("processors.content.stage")
     fake.extract_content_for_dataset = extract_content_for_dataset
     monkeypatch.setitem(__import__("sys").modules, "processors.content.stage", fake)
+    monkeypatch.setattr("processors.content.check_content_weights", lambda pcfg, ccfg: None)
     cfg = make_cfg(tmp_path, corpus, preprocess={"num_workers": 1, "content_features": ["whisper"]})
     summary = run_stage1(cfg)
     out = tmp_path / "processed" / "synth"

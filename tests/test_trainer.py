@@ -120,13 +120,13 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(root, teacher):
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_losses(root, teacher):
-    """A `cantor train` process (validation off: it must not change training either) is killed
+    """A `cantor train-stage` process (validation off: it must not change training either) is killed
     once its step-2 checkpoint exists; resuming from its newest checkpoint k continues with
     run a's losses for steps k+1..8."""
     _, a = teacher
     path = root / "config.json"
     config(root)  # (re)writes root/config.json
-    cmd = [sys.executable, "-m", "cantor.cli", "train", "--config", str(path), "--exp_name",
+    cmd = [sys.executable, "-m", "cantor.cli", "train-stage", "--config", str(path), "--exp_name",
            "killed"] + [arg for s in RUN + ("train.max_steps=1000", "train.valid_every_steps=1000")
                         for arg in ("--set", s)]
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -257,13 +257,13 @@ def test_learning_rate_schedules(root):
     assert math.isclose(lr_factor(0, cfg.train), 1.0)
 
 
-def test_cantor_train_command(root, capsys):
+def test_cantor_train_stage_command(root, capsys):
     path = root / "config.json"
     config(root)  # (re)writes root/config.json
-    assert cantor_main(["train", "--config", str(path), "--exp_name", "cli",
+    assert cantor_main(["train-stage", "--config", str(path), "--exp_name", "cli",
                         "--set", "train.max_steps=1"]) == 0
     assert latest_checkpoint(root / "logs" / "cli").name == "step-00000001.pt"
-    assert cantor_main(["train", "--config", str(path), "--exp_name", "cli2",
+    assert cantor_main(["train-stage", "--config", str(path), "--exp_name", "cli2",
                         "--set", "model.comosvc.distill=true"]) == 2
     assert "teacher_model_path is empty" in capsys.readouterr().err
 

@@ -52,10 +52,36 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+def check_output_file(path: str | Path) -> Path:
+    """``path`` if a file can be written there: it is not a folder and no existing parent of it is
+    a file (checked before any conversion work, so a bad output path costs nothing).
+
+    Raises: AudioError naming the path and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder; give an output file name such as "
+                         f"{path / 'out.wav'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AudioError(f"{path}: cannot be written, {parent} is a file, not a folder")
+            break
+    return path
+
+
 def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
     """Atomically write ``wav`` as 16-bit PCM. A peak above 1 is scaled down to 0.999 (never
-    clipped)."""
+    clipped).
+
+    Raises: AudioError (nothing written) if ``wav`` holds NaN or inf samples, or ``path`` is not
+        writable as a file (:func:`check_output_file`).
+    """
     wav = np.asarray(wav, dtype=np.float32)
+    if not np.all(np.isfinite(wav)):
+        bad = int(np.count_nonzero(~np.isfinite(wav)))
+        raise AudioError(f"{path}: not written, {bad} of {wav.size} samples are NaN or inf")
+    check_output_file(path)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak > 1.0:
         wav = wav * (0.999 / peak)

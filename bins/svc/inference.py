@@ -6,8 +6,9 @@
 
 Output: ``OUT/<source name>/<source name>_<SINGER>.wav``; a source's name is its path below DIR
 without the extension, folders joined with "_" (``a/b/take.flac`` -> ``a_b_take``), or its Uid for
-a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named in the log),
-2 bad arguments, config, checkpoint or target singer.
+a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named on one line;
+the others are converted), 2 bad arguments (a key shift beyond +-48 semitones, an output folder
+that is a file), config, checkpoint or target singer, found before any conversion.
 """
 from __future__ import annotations
 
@@ -17,14 +18,21 @@ from pathlib import Path
 
 
 def key_shift(text: str) -> int | str:
-    """argparse type: an integer number of semitones, or "autoshift"."""
+    """argparse type: an integer number of semitones within +-48
+    (processors.pitch_shift.MAX_KEY_SHIFT), or "autoshift"."""
+    from processors.pitch_shift import check_key_shift
     if text.strip().lower() == "autoshift":
         return "autoshift"
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer number of semitones or 'autoshift', "
                                          f"got {text!r}") from None
+    try:
+        check_key_shift(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             sources += audio_dir_sources(Path(args.infer_source_audio_dir))
         if args.infer_source_file:
             sources += json_file_sources(Path(args.infer_source_file))
+        output_dir = Path(args.infer_output_dir)
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ValueError(f"--infer_output_dir {output_dir}: is a file, not a folder")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

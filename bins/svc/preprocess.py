@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from preprocessors.common import MetadataError
+    from processors.content import MissingWeightsError
     from processors.f0 import F0ExtractorUnavailable
     from processors.stage1 import run_stage1
     from models.vocoders.formats import check_vocoder
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides, check_datasets=True)
         check_vocoder(cfg, args.config)
         summary = run_stage1(cfg, num_workers=args.num_workers, overwrite=args.overwrite)
-    except (ConfigError, MetadataError, F0ExtractorUnavailable) as e:
+    except (ConfigError, MetadataError, F0ExtractorUnavailable, MissingWeightsError, ValueError) as e:
         print(f"preprocess: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

@@ -2,9 +2,11 @@
 
     accelerate launch bins/svc/train.py --config CFG --exp_name NAME [--resume]
         [--resume_from_ckpt_path PATH] [--resume_type resume|finetune] [--set KEY=VALUE ...]
-    cantor train --config CFG --exp_name NAME ...      (same options, one process)
+    cantor train-stage --config CFG --exp_name NAME ... (same options, one process)
 
 Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation) and tensorboard/.
+Exit status: 0 trained, 1 the training diverged (NaN/inf weights are never saved; the error names
+the step), 2 bad config, data or checkpoint (one line, before any training).
 """
 from __future__ import annotations
 
@@ -39,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    trainer.train()
+    try:
+        trainer.train()
+    except CheckpointError as e:   # diverged to NaN: nothing saved, the earlier checkpoints kept
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,9 +9,19 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from models.base.converter import SVCConverter
-from utils.audio import save_wav
+from utils.audio import check_output_file, save_wav
 
 log = logging.getLogger(__name__)
+
+
+def one_line_error(error: Exception, path: str | Path) -> str:
+    """``error`` as one line naming ``path`` (prefixed unless the message already names it; the
+    exception type is kept for anything but the expected ValueError/OSError kinds)."""
+    text = " ".join(str(error).split())
+    if str(path) in text:
+        return text
+    kind = "" if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: "
+    return f"{path}: {kind}{text}"
 
 
 def output_path(output_dir: str | Path, source_name: str, singer: str) -> Path:
@@ -24,8 +34,9 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
     """Convert every (source name, audio path) to ``singer`` into :func:`output_path` (16-bit),
     with a progress bar and a closing line giving the real-time factor.
 
-    A source that fails (unreadable, too short, an output path that cannot be written, ...) is
-    logged with its path and skipped; the others still convert.
+    A source that fails (unreadable, too short, an output path that cannot be written, checked
+    before its conversion, NaN/inf output, ...) is logged on one line with its path and skipped,
+    nothing written for it; the others still convert.
     Returns: [(path, error message)] of the failed sources.
     Raises: UnknownSingerError before anything is converted.
     """
@@ -34,11 +45,11 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
     for name, path in tqdm(sources, desc=f"converting to {singer}", unit="file"):
         out = output_path(output_dir, name, singer)
         try:
+            check_output_file(out)
             result = converter.convert_file(path, singer, key_shift, name)
             save_wav(out, result.wav, result.sample_rate)
         except Exception as e:  # one bad file (or output path) must not stop the others
-            msg = str(e) if str(path) in str(e) or str(out) in str(e) else \
-                f"{path}: {type(e).__name__}: {e}"
+            msg = one_line_error(e, path)
             log.error("skipped %s", msg)
             failed.append((Path(path), msg))
             continue

@@ -10,7 +10,11 @@ Files (``EXP`` = ``log_dir/<exp_name>``):
 Every file is one ``torch.save`` dict holding only tensors and plain containers/numbers/strings, read
 back with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`); it is written to a hidden
 temporary sibling and renamed into place, so a run killed mid-save never leaves a broken
-``step-*.pt``. Keys present in EVERY file (all that conversion reads):
+``step-*.pt``. Integrity: ``"sha256"`` holds :func:`state_digest` of everything else in the file,
+checked at load together with the model weights being finite, so flipped bytes or a training that
+diverged to NaN is an error naming the file instead of a model that sings noise (and
+:func:`save_checkpoint` never writes NaN/inf weights). Keys present in EVERY file (all that
+conversion reads):
 
 - ``"format"``: :data:`FORMAT`.
 - ``"student"``: bool. False: ``"model"`` is a diffusion teacher (sample with the EDM sampler,
@@ -33,6 +37,8 @@ only), ``"batches_done"`` (micro-batches of the current epoch already consumed) 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import random
 import re
 from pathlib import Path
@@ -42,11 +48,15 @@ import torch
 
 from utils.io import atomic_path
 
+log = logging.getLogger(__name__)
+
 FORMAT = "cantor-svc-checkpoint/1"
 CHECKPOINT_DIR = "checkpoint"
 EXPORT_DIR = "export"
 CONVERSION_KEYS = ("format", "student", "model", "config", "singers", "statistics", "step", "epoch")
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+DIGEST_KEY = "sha256"
+BROKEN_SUFFIX = ".broken"
 
 
 class CheckpointError(ValueError):
@@ -117,12 +127,66 @@ def conversion_checkpoint(path: str | Path) -> Path:
     return resolve_checkpoint(path)
 
 
+def state_digest(state: dict) -> str:
+    """SHA-256 (hex) of a checkpoint dict without its ``"sha256"`` entry: every key path, and for
+    each leaf its type and value (tensors: dtype, shape and raw bytes), in sorted key order, so two
+    dicts with the same contents give the same digest however they were built."""
+    h = hashlib.sha256()
+
+    def walk(key: str, value) -> None:
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"tensor {t.dtype} {tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            h.update(b"dict")
+            for k in sorted(value, key=str):
+                walk(f"{key}/{k!s}", value[k])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"{type(value).__name__} {len(value)}".encode())
+            for i, item in enumerate(value):
+                walk(f"{key}[{i}]", item)
+        else:
+            h.update(f"{type(value).__name__} {value!r}".encode())
+
+    walk("", {k: v for k, v in state.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
+def _non_finite_weight(data: dict) -> str | None:
+    """Key path of the first NaN/inf weight of ``data["model"]`` or ``data["training"]["model"]``."""
+    weights = {"model": data.get("model", {})}
+    if isinstance(data.get("training"), dict) and isinstance(data["training"].get("model"), dict):
+        weights["training.model"] = data["training"]["model"]
+    return _non_finite_tensor(weights)
+
+
+def _non_finite_tensor(state: dict, prefix: str = "") -> str | None:
+    """Key path of the first floating-point tensor below ``state`` holding NaN or inf, or None."""
+    for key, value in state.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return name
+        elif isinstance(value, dict):
+            found = _non_finite_tensor(value, f"{name}.")
+            if found:
+                return found
+    return None
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint file to CPU with ``torch.load(weights_only=True)`` and check its format.
+    """Read a checkpoint file to CPU with ``torch.load(weights_only=True)`` and check it: its
+    format, the conversion keys, its ``"sha256"`` digest (files written before digests existed
+    have none and skip this check) and that every weight of ``"model"`` (and of the resume
+    state's ``"training"/"model"``) is finite.
 
     Returns: the dict described in the module doc.
     Raises:
-        CheckpointError: unreadable file, not a Cantor checkpoint, or a conversion key missing.
+        CheckpointError: unreadable file, not a Cantor checkpoint, a conversion key missing, a
+            digest mismatch (the file was corrupted after it was written) or NaN/inf weights (a
+            diverged training); each message names the file.
     """
     path = Path(path)
     try:
@@ -137,20 +201,66 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = [k for k in CONVERSION_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if DIGEST_KEY in data and state_digest(data) != data[DIGEST_KEY]:
+        raise CheckpointError(f"{path}: corrupt checkpoint (its SHA-256 no longer matches the one "
+                              f"stored when it was written); use another checkpoint")
+    bad = _non_finite_weight(data)
+    if bad:
+        raise CheckpointError(f"{path}: weight {bad} holds NaN or inf (the training diverged, or "
+                              f"the file is corrupt); use an earlier checkpoint")
     return data
 
 
+def resume_checkpoint(exp_dir: str | Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint of ``exp_dir/checkpoint`` that :func:`load_checkpoint` accepts, and
+    its contents; None when the folder holds no ``step-*.pt``.
+
+    Each newer file that fails to load is logged as a warning naming it and the reason, and renamed
+    to ``<name>.broken`` (kept for inspection, no longer a ``step-*.pt``, so neither pruning nor
+    stage 3 takes it for the newest).
+
+    Raises:
+        CheckpointError: every checkpoint is broken (the message lists them).
+    """
+    exp_dir = Path(exp_dir)
+    folder = exp_dir if exp_dir.name == CHECKPOINT_DIR else exp_dir / CHECKPOINT_DIR
+    found = list_checkpoints(folder)
+    if not found:
+        return None
+    broken = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as e:
+            with contextlib.suppress(FileNotFoundError):  # another process may have moved it
+                path.rename(path.with_name(path.name + BROKEN_SUFFIX))
+            log.warning("--resume: %s; renamed it to %s%s and trying the previous checkpoint",
+                        e, path.name, BROKEN_SUFFIX)
+            broken.append(path.name)
+    raise CheckpointError(f"--resume: every checkpoint in {folder} is broken "
+                          f"({', '.join(broken)}, now *{BROKEN_SUFFIX})")
+
+
 def save_checkpoint(folder: str | Path, step: int, payload: dict, keep_last: int) -> Path:
-    """Atomically write ``payload`` to ``folder/step-<step>.pt``, then delete the oldest
-    ``step-*.pt`` beyond ``keep_last`` (0 keeps all) and temporary files left by killed saves.
+    """Atomically write ``payload`` with its ``"sha256"`` digest (:func:`state_digest`) to
+    ``folder/step-<step>.pt``, then delete the oldest ``step-*.pt`` beyond ``keep_last`` (0 keeps
+    all) and temporary files left by killed saves.
 
     Returns: the written path.
+    Raises: CheckpointError (nothing written, nothing pruned) if a weight of ``payload["model"]``
+        or ``payload["training"]["model"]`` holds NaN or inf: a diverged training keeps its last
+        good checkpoints.
     """
     folder = Path(folder)
     path = folder / checkpoint_name(step)
+    bad = _non_finite_weight(payload)
+    if bad:
+        raise CheckpointError(f"step {step}: weight {bad} holds NaN or inf (the training diverged); "
+                              f"{path} not written, the checkpoints before it are kept")
     for stale in folder.glob(".step-*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+    payload = {**payload, DIGEST_KEY: state_digest(payload)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     if keep_last > 0:

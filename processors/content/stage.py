@@ -23,7 +23,7 @@ def _is_valid(path: Path, shape: tuple[int, int]) -> bool:
     """True if ``path`` is a readable float32 .npy of exactly ``shape`` (header only, no full read)."""
     try:
         arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return False
     return arr.dtype == np.float32 and arr.shape == shape
 
@@ -50,7 +50,7 @@ def extract_content_for_dataset(cfg: CantorConfig, dataset_dir: Path, utterances
         mel_path = dataset_dir / "mels" / f"{utt['Uid']}.npy"
         try:
             n_frames = int(np.load(mel_path, mmap_mode="r").shape[-1])
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             skipped.append((utt["Uid"], f"no readable mel {mel_path}: {e}"))
             continue
         todo = [n for n in names

@@ -6,6 +6,7 @@
 #        (--infer_source_audio_dir DIR | --infer_source_file test.json) \
 #        --infer_target_speaker SINGER [--infer_key_shift N|autoshift]
 # Teacher vs student: stage 2 distils when the config sets model.comosvc.distill (or --distill).
+# Exit status: the stage's own (0 done, 1 some inputs failed, 2 bad options/config/data/checkpoint).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 set -euo pipefail
 
@@ -81,7 +82,7 @@ case "$stage" in
         args=(--config "$config" "${sets[@]}")
         [ -z "$num_workers" ] || args+=(--num_workers "$num_workers")
         [ $overwrite = 0 ] || args+=(--overwrite)
-        python bins/svc/preprocess.py "${args[@]}"
+        exec python bins/svc/preprocess.py "${args[@]}"
         ;;
     2)
         [ -n "$name" ] || { echo "run.sh: stage 2 needs --name" >&2; usage; }
@@ -93,10 +94,13 @@ case "$stage" in
         n=1
         [ -z "$gpu" ] || n=$(echo "$gpu" | tr ',' '\n' | grep -c .)
         threads=$(( $(nproc) / n )); [ "$threads" -ge 1 ] || threads=1
-        launch=(--num_processes "$n" --num_machines 1 --dynamo_backend no
+        # (--mixed_precision only silences the launcher: the trainer applies train.mixed_precision.)
+        launch=(--num_processes "$n" --num_machines 1 --dynamo_backend no --mixed_precision no
                 --num_cpu_threads_per_process "$threads")
         [ "$n" -le 1 ] || launch+=(--multi_gpu)
-        accelerate launch "${launch[@]}" bins/svc/train.py "${args[@]}"
+        # bins/launch.py is accelerate launch returning train.py's own exit status (2 for a config,
+        # data or checkpoint error, printed as one line) without the launcher's traceback.
+        exec python bins/launch.py "${launch[@]}" bins/svc/train.py "${args[@]}"
         ;;
     3)
         [ -n "$infer_expt_dir" ] && [ -n "$infer_output_dir" ] && [ -n "$infer_target_speaker" ] || {
@@ -107,7 +111,7 @@ case "$stage" in
               --infer_target_speaker "$infer_target_speaker" --infer_key_shift "$infer_key_shift" "${sets[@]}")
         [ -z "$infer_source_file" ] || args+=(--infer_source_file "$infer_source_file")
         [ -z "$infer_source_audio_dir" ] || args+=(--infer_source_audio_dir "$infer_source_audio_dir")
-        python bins/svc/inference.py "${args[@]}"
+        exec python bins/svc/inference.py "${args[@]}"
         ;;
     "") echo "run.sh: --stage is required" >&2; usage ;;
     *) echo "run.sh: unknown stage: $stage" >&2; usage ;;

@@ -1,0 +1,436 @@
+"""The bad-input corpus: every way a user's files can be broken, built from real demo singing or
+bytes, run through the entry points as a user runs them. Each case asserts the exit status, that
+the failure is one line naming the file, that nothing is half-written, and (for a batch) that the
+other files were still converted.
+
+Stage 3 and ``cantor infer`` use the tiny random-weight experiment of tests/inference_fixtures.py;
+stage 1 a two-singer corpus cut from the demo data; stage 2 the synthetic processed folder of
+tests/synthetic_processed.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pickle
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from bins import check_config, infer
+from bins.svc import inference as stage3
+from bins.svc import preprocess as stage1
+from models.base.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints,
+                                    save_checkpoint, state_digest)
+from tests.inference_fixtures import CLIP, SR, write_conversion_setup
+from tests.synthetic_processed import tiny_config
+from utils.audio import load_audio
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_SH = ROOT / "egs" / "svc" / "DiffComoSVC" / "run.sh"
+OTHER_CLIP = "ZH-Tenor-1/zh07/control.flac"
+
+
+PROGRESS = re.compile(r"\|\s*\d+/\d+ \[")   # a tqdm bar: "...| 2/10 [00:01<00:03, ...]"
+
+
+def run_cli(module, argv: list[str], capsys) -> tuple[int, list[str]]:
+    """Parse ``argv`` and run ``module`` as its command line does; (exit status, stderr lines
+    other than progress bars)."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    try:
+        code = module.run(parser.parse_args([str(a) for a in argv]))
+    except SystemExit as e:          # argparse rejects a value with status 2
+        code = e.code
+    return code, [line for line in capsys.readouterr().err.splitlines()
+                  if line.strip() and not PROGRESS.search(line)]
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    """The stderr lines that report a failure (argparse's usage line is not one)."""
+    return [line for line in lines if not line.startswith("usage:") and not line.startswith(" ")]
+
+
+def no_temporaries(folder: Path) -> bool:
+    return not any(p.name.startswith(".") and p.name.endswith(".tmp") for p in folder.rglob("*"))
+
+
+# --- stage 3 and cantor infer ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def conv(tmp_path_factory, demo_data):
+    """A tiny teacher experiment, broken copies of its checkpoint, and a batch of good and bad
+    sources."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    clip = write_conversion_setup(root, demo_data, seconds=1.5)
+    good = latest_checkpoint(root / "teacher")
+    state = torch.load(good, weights_only=True)
+
+    def variant(name: str, edit) -> Path:
+        path = root / name / "checkpoint" / good.name
+        path.parent.mkdir(parents=True)
+        edit(path)
+        return path
+
+    def flip_bytes(path: Path) -> None:   # bytes of a weight overwritten after the save
+        data = bytearray(good.read_bytes())
+        weight = next(v for v in state["model"].values() if v.numel() >= 256)
+        at = data.find(weight.numpy().tobytes()[:64])
+        assert at > 0
+        data[at + 64:at + 96] = b"A" * 32
+        path.write_bytes(bytes(data))
+
+    def diverged(path: Path) -> None:     # NaN weights with a valid digest (save_checkpoint
+        model = dict(state["model"])      # itself refuses to write them)
+        key = next(k for k, v in model.items() if v.is_floating_point())
+        model[key] = torch.full_like(model[key], float("nan"))
+        payload = {**state, "model": model}
+        torch.save({**payload, "sha256": state_digest(payload)}, path)
+
+    def nan_output(path: Path) -> None:   # finite weights, but statistics that make NaN audio
+        stats = json.loads(json.dumps(state["statistics"]))
+        stats["demo"]["mel_max"] = [float("nan")] * len(stats["demo"]["mel_max"])
+        save_checkpoint(path.parent, state["step"], {**state, "statistics": stats}, keep_last=0)
+
+    checkpoints = {
+        "flipped": variant("flipped", flip_bytes),
+        "truncated": variant("truncated", lambda p: p.write_bytes(good.read_bytes()[:5000])),
+        "empty": variant("empty", lambda p: p.write_bytes(b"")),
+        "diverged": variant("diverged", diverged),
+        "nan_output": variant("nan_output", nan_output),
+    }
+    src = root / "batch"
+    (src / "good").mkdir(parents=True)
+    sf.write(str(src / "good" / "alto.wav"), clip, SR)
+    tenor = load_audio(demo_data / OTHER_CLIP, 44100)[:int(1.3 * 44100)]
+    sf.write(str(src / "good" / "tenor.flac"), tenor, 44100)      # another rate and format
+    sf.write(str(src / "good" / "silence.wav"), np.zeros(SR, np.float32), SR)
+    real_flac = (demo_data / CLIP).read_bytes()
+    bad = {
+        "empty.wav": b"",
+        "garbage.wav": b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4,
+        "truncated.flac": real_flac[:3000],
+        "text.ogg": b"this is a text file, not audio\n" * 20,
+    }
+    for name, data in bad.items():
+        (src / "bad" / name).parent.mkdir(exist_ok=True)
+        (src / "bad" / name).write_bytes(data)
+    sf.write(str(src / "bad" / "short.wav"), clip[:40], SR)             # shorter than one hop
+    with_nan = clip.copy()
+    with_nan[1000] = np.nan
+    sf.write(str(src / "bad" / "nan.wav"), with_nan, SR, subtype="FLOAT")
+    sf.write(str(src / "bad" / "blocked.wav"), clip, SR)   # its output folder will be a file
+    return root, clip, checkpoints
+
+
+def stage3_args(root: Path, out: Path, expt, *extra) -> list:
+    return ["--infer_expt_dir", expt, "--infer_output_dir", out, "--infer_source_audio_dir",
+            root / "batch", "--infer_target_speaker", "demo_A", *extra]
+
+
+def test_stage3_batch_converts_every_good_file_and_names_each_bad_one(conv, tmp_path, capsys):
+    root, clip, _ = conv
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bad_blocked").write_text("a file where the output folder should be")
+    code, lines = run_cli(stage3, stage3_args(root, out, root / "teacher"), capsys)
+    assert code == 1
+    # Each failure is one line, logged as it happens ("skipped ...") and summed up at the end.
+    failed = [line for line in lines if line.startswith("failed: ")]
+    logged = [line.split("skipped ", 1)[1] for line in lines if "skipped " in line]
+    assert sorted(logged) == sorted(line.removeprefix("failed: ") for line in failed)
+    assert len(failed) + len(logged) == len(lines)
+    bad = sorted(p for p in (root / "batch" / "bad").iterdir())
+    assert len(failed) == len(bad)
+    for path in bad:
+        assert sum(str(path) in line for line in failed) == 1, (path, failed)
+    by_name = {p.name: next(line for line in failed if str(p) in line) for p in bad}
+    assert "cannot decode" in by_name["garbage.wav"] and "cannot decode" in by_name["empty.wav"]
+    assert "NaN or infinite samples" in by_name["nan.wav"]
+    assert "shorter than one hop" in by_name["short.wav"]
+    assert f"{out / 'bad_blocked'} is a file, not a folder" in by_name["blocked.wav"]
+    # The good files, silence included, were converted at the input's length.
+    assert sf.info(str(out / "good_alto" / "good_alto_demo_A.wav")).frames == len(clip)
+    assert sf.info(str(out / "good_tenor" / "good_tenor_demo_A.wav")).frames == int(1.3 * SR)
+    silence, _ = sf.read(str(out / "good_silence" / "good_silence_demo_A.wav"))
+    assert silence.shape == (SR,) and not silence.any()
+    # Nothing at all for the bad ones, and no temporary left anywhere.
+    assert sorted(p.name for p in out.iterdir()) == ["bad_blocked", "good_alto", "good_silence",
+                                                     "good_tenor"]
+    assert no_temporaries(out)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("flipped", "corrupt checkpoint (its SHA-256 no longer matches"),
+    ("truncated", "not a readable checkpoint"),
+    ("empty", "not a readable checkpoint"),
+    ("diverged", "holds NaN or inf"),
+])
+def test_broken_checkpoints_are_refused_naming_the_file(conv, tmp_path, capsys, case, expected):
+    root, _, checkpoints = conv
+    out = tmp_path / "out"
+    for module, argv in ((stage3, stage3_args(root, out, root / case)),
+                         (infer, [root / "songs/alto/take.wav", "-m", root / case, "-s", "demo_A",
+                                  "-o", out / "one.wav"])):
+        code, lines = run_cli(module, argv, capsys)
+        assert code == 2
+        assert lines == [f"error: {checkpoints[case]}: " + lines[0].split(": ", 2)[2]]
+        assert expected in lines[0]
+        assert not out.exists()                  # refused before any conversion
+
+
+def test_non_finite_model_output_is_not_written(conv, tmp_path, capsys):
+    root, _, checkpoints = conv
+    song = root / "songs/alto/take.wav"
+    out = tmp_path / "one.wav"
+    code, lines = run_cli(infer, [song, "-m", root / "nan_output", "-s", "demo_A", "-o", out],
+                          capsys)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith(f"error: {song}: ")
+    assert "NaN/inf audio" in lines[0] and str(checkpoints["nan_output"]) in lines[0]
+    assert not out.exists() and no_temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("option, value", [("-t", "-10000"), ("-t", "10000"), ("-t", "49")])
+def test_infer_key_shift_beyond_four_octaves_is_refused(conv, tmp_path, capsys, option, value):
+    root, _, _ = conv
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "teacher", "-s",
+                                  "demo_A", option, value, "-o", tmp_path / "x.wav"], capsys)
+    assert code == 2
+    errors = error_lines(lines)
+    assert len(errors) == 1 and errors[0].endswith(
+        f"error: argument -t/--transpose: key shift must be within -48 .. +48 semitones "
+        f"(4 octaves), got {int(value)}")
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_stage3_key_shift_and_output_folder_checked_before_any_work(conv, tmp_path, capsys):
+    root, _, _ = conv
+    code, lines = run_cli(stage3, stage3_args(root, tmp_path / "o", root / "teacher",
+                                              "--infer_key_shift", "-10000"), capsys)
+    assert code == 2 and len(error_lines(lines)) == 1
+    assert "--infer_key_shift: key shift must be within -48 .. +48 semitones" in lines[-1]
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("not a folder")
+    code, lines = run_cli(stage3, stage3_args(root, a_file, root / "teacher"), capsys)
+    assert code == 2
+    assert lines == [f"error: --infer_output_dir {a_file}: is a file, not a folder"]
+    assert a_file.read_text() == "not a folder"
+
+
+def test_infer_output_that_is_a_folder_or_under_a_file(conv, tmp_path, capsys):
+    root, _, _ = conv
+    song = root / "songs/alto/take.wav"
+    code, lines = run_cli(infer, [song, "-m", root / "teacher", "-s", "demo_A", "-o", tmp_path],
+                          capsys)
+    assert code == 2
+    assert lines == [f"error: -o {tmp_path}: is a folder; give an output file name such as "
+                     f"{tmp_path / 'out.wav'}"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    code, lines = run_cli(infer, [song, "-m", root / "teacher", "-s", "demo_A", "-o",
+                                  a_file / "out.wav"], capsys)
+    assert code == 2
+    assert lines == [f"error: -o {a_file / 'out.wav'}: cannot be written, {a_file} is a file, "
+                     f"not a folder"]
+    assert no_temporaries(tmp_path)
+
+
+def test_infer_unreadable_song_and_unknown_singer(conv, tmp_path, capsys):
+    root, _, _ = conv
+    song = root / "batch/bad/truncated.flac"
+    code, lines = run_cli(infer, [song, "-m", root / "teacher", "-s", "demo_A", "-o",
+                                  tmp_path / "x.wav"], capsys)
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {song}: cannot decode")
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "teacher", "-s",
+                                  "nobody", "-o", tmp_path / "x.wav"], capsys)
+    assert code == 2 and lines == ["error: unknown target singer 'nobody'; this experiment knows: "
+                                   "demo_A, demo_B"]
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", tmp_path / "nowhere", "-s",
+                                  "demo_A"], capsys)
+    assert code == 2 and lines == [f"error: checkpoint not found: {tmp_path / 'nowhere'}"]
+    assert not (tmp_path / "x.wav").exists()
+
+
+# --- configs --------------------------------------------------------------------------------------
+
+def test_config_errors_are_all_reported_at_once_naming_the_file(tmp_path, capsys):
+    demo = ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json"
+    config = tmp_path / "exp.json"
+    config.write_text(json.dumps({"base_config": str(demo), "dataset": ["mine"],
+                                  "dataset_path": {"mine": "[your dataset path]"},
+                                  "train": {"bacth_size": 4, "adamw": {"lr_": 1e-4}}}))
+    code, lines = run_cli(check_config, [config], capsys)
+    assert code == 2
+    text = "\n".join(lines)
+    assert "'train.bacth_size'" in text and "did you mean 'train.batch_size'" in text
+    assert "'train.adamw.lr_'" in text and "dataset_path.mine" in text
+    assert lines[0] == "config error: 3 problems in the config:"     # then one line each
+    assert len(lines) == 4 and all(line.strip().startswith(f"{config}: ") for line in lines[1:])
+    folder_base = tmp_path / "folder.json"
+    folder_base.write_text(json.dumps({"base_config": str(tmp_path)}))
+    code, lines = run_cli(check_config, [folder_base], capsys)
+    assert code == 2 and len(lines) == 1
+    assert str(tmp_path) in lines[0] and f"the base_config of {folder_base}" in lines[0]
+    assert "is a folder" in lines[0]
+    missing_base = tmp_path / "missing.json"
+    missing_base.write_text(json.dumps({"base_config": "nowhere.json"}))
+    code, lines = run_cli(check_config, [missing_base], capsys)
+    assert code == 2 and len(lines) == 1
+    assert "nowhere.json" in lines[0] and str(missing_base) in lines[0]
+
+
+# --- stage 1 --------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def corpus(tmp_path, demo_data) -> Path:
+    """A custom corpus of two singers, one 1.2 s take each, cut from the demo data, and its config."""
+    root = tmp_path / "corpus"
+    for singer, rel in (("alto", CLIP), ("tenor", OTHER_CLIP)):
+        wav = load_audio(demo_data / rel, 24000)[24000:int(2.2 * 24000)]
+        (root / singer / "song").mkdir(parents=True)
+        sf.write(str(root / singer / "song" / "take.wav"), wav, 24000)
+    config = tmp_path / "exp.json"
+    config.write_text(json.dumps({
+        "base_config": str(ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json"),
+        "dataset": ["demo"], "dataset_path": {"demo": str(root)}, "dataset_type": {"demo": "custom"},
+        "preprocess": {"processed_dir": str(tmp_path / "processed"), "content_features": [],
+                       "num_workers": 1, "min_duration": 0.5}}))
+    return config
+
+
+def test_stage1_redoes_broken_feature_files(corpus, tmp_path, capsys):
+    code, _ = run_cli(stage1, ["--config", corpus], capsys)
+    assert code == 0
+    feats = tmp_path / "processed" / "demo"
+    mel = feats / "mels" / "alto_song_take.npy"
+    pitch = feats / "pitches" / "alto_song_take.npy"
+    good_mel, good_pitch = np.load(mel), np.load(pitch)
+    untouched = feats / "mels" / "tenor_song_take.npy"
+    stamp = untouched.stat().st_mtime_ns
+    mel.write_bytes(b"")                                   # 0 bytes: np.load raises EOFError
+    pitch.write_bytes(pitch.read_bytes()[:100])            # truncated header
+    code, lines = run_cli(stage1, ["--config", corpus], capsys)
+    assert code == 0 and not lines
+    np.testing.assert_array_equal(np.load(mel), good_mel)
+    np.testing.assert_array_equal(np.load(pitch), good_pitch)
+    assert untouched.stat().st_mtime_ns == stamp          # the intact one was not redone
+    assert len(json.loads((feats / "train.json").read_text())) + \
+        len(json.loads((feats / "test.json").read_text())) == 2
+
+
+class _Payload:
+    """Unpickling this would create a marker file: what a malicious checkpoint does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbage", "malicious"])
+def test_stage1_checks_whisper_weights_before_any_work(corpus, tmp_path, capsys, case):
+    weights = tmp_path / "whisper.pt"
+    marker = tmp_path / "payload_ran"
+    if case == "empty":
+        weights.write_bytes(b"")
+    elif case == "garbage":
+        weights.write_bytes(b"PK\x03\x04" + bytes(1000))
+    elif case == "malicious":
+        weights.write_bytes(pickle.dumps({"dims": _Payload(marker)}, protocol=2))
+    code, lines = run_cli(stage1, ["--config", corpus, "--set", "preprocess.content_features="
+                                   "['whisper']", "--set", f"preprocess.whisper_path={weights}"],
+                          capsys)
+    assert code == 2
+    assert not any("Traceback" in line for line in lines)
+    if case == "missing":    # the three-line missing-weights message: file, key, how to get it
+        assert lines[0] == f"preprocess: pretrained weights not found: {weights}"
+        assert "preprocess.whisper_path" in lines[1]
+    else:
+        assert len(lines) == 1
+        assert lines[0].startswith(f"preprocess: {weights} (preprocess.whisper_path): ")
+    assert not marker.exists()
+    assert not (tmp_path / "processed" / "demo" / "mels").exists()   # no feature was computed
+
+
+# --- stage 2 --------------------------------------------------------------------------------------
+
+def run_sh(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(RUN_SH), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two one-step checkpoints of a tiny teacher on the synthetic processed folder."""
+    from models.svc.comosvc.trainer import ComoSVCTrainer
+    root = tmp_path_factory.mktemp("resume")
+    cfg = tiny_config(root, overrides=["train.max_steps=2", "train.save_every_steps=1",
+                                       "train.keep_last=0"])
+    ComoSVCTrainer(cfg, "a").train()
+    return root
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_run_sh_stage2_config_error_exits_2_without_a_traceback(trained, tmp_path, processes):
+    gpus = ["--gpu", "0,1"] if processes == 2 else []    # two processes (CPU here, no GPU needed)
+    r = run_sh("--stage", "2", "--name", "x", "--config", trained / "config.json", "--set",
+               "train.bogus=1", *gpus, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines()
+             if line.strip() and "torch/distributed/elastic" not in line]   # its own 2 log lines
+    # One line from each process that got that far (the launcher stops the others on the first
+    # failure).
+    assert 1 <= len(lines) <= processes
+    assert all(line.startswith("error: --set train.bogus=1: unknown key") for line in lines)
+    assert "Traceback" not in r.stderr and "CalledProcessError" not in r.stderr
+    assert not (trained / "logs" / "x").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path, caplog, damage):
+    from models.svc.comosvc.trainer import ComoSVCTrainer
+    root = tmp_path / "root"
+    shutil.copytree(trained, root)
+    newest = root / "logs" / "a" / "checkpoint" / "step-00000002.pt"
+    data = newest.read_bytes()
+    if damage == "truncated":
+        newest.write_bytes(data[:len(data) // 2])
+    else:   # 16 bytes in the middle of the file (tensor data): it still unpickles
+        at = len(data) // 2
+        newest.write_bytes(data[:at] + b"A" * 16 + data[at + 16:])
+    cfg = tiny_config(root, overrides=["train.max_steps=3", "train.save_every_steps=1",
+                                       "train.keep_last=0"])
+    with caplog.at_level(logging.WARNING):
+        trainer = ComoSVCTrainer(cfg, "a", resume=True)
+    assert trainer.step == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(newest) in w and "renamed it to step-00000002.pt.broken" in w for w in warnings)
+    assert not newest.exists() and newest.with_name("step-00000002.pt.broken").exists()
+    assert latest_checkpoint(root / "logs" / "a").name == "step-00000001.pt"
+
+
+def test_a_diverged_training_saves_nothing_and_keeps_its_checkpoints(trained, tmp_path, capsys):
+    from models.svc.comosvc.trainer import ComoSVCTrainer
+    root = tmp_path / "root"
+    shutil.copytree(trained, root)
+    folder = root / "logs" / "a" / "checkpoint"
+    before = list_checkpoints(folder)
+    cfg = tiny_config(root, overrides=["train.max_steps=3", "train.save_every_steps=1",
+                                       "train.keep_last=1"])
+    trainer = ComoSVCTrainer(cfg, "a", resume=True)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"step 3: weight .* holds NaN or inf \(the training "
+                                              r"diverged\); .*step-00000003.pt not written"):
+        trainer.train()
+    assert list_checkpoints(folder) == before      # nothing written, nothing pruned
+    assert no_temporaries(folder)
