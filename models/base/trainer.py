@@ -3,11 +3,16 @@ checkpoints and resuming. A task subclass supplies the model (:meth:`BaseTrainer
 
 The model interface the loop uses (``models.svc.comosvc.model.ComoSVC`` and its distiller):
 ``loss(batch) -> dict`` ("loss" to back-propagate plus components, all logged),
-``trainable_parameters()``, ``after_optimizer_step()`` (called after each optimizer step that really
+``trainable_parameters()`` (or, for a model trained with several optimisers, ``parameter_groups() ->
+{name: parameters}``, one AdamW and one scheduler each, stepped in that order with
+``loss(batch, part=name)``; ``loss(batch)`` without a part is the validation loss),
+``after_optimizer_step()`` (called after each optimizer step that really
 happened, never in validation), ``sample(batch, generator=...) -> dict(mel, mu)`` (normalised mels)
 and ``export_state_dict()`` (what conversion loads, see models/base/checkpoint.py).
 
-One training step = ``train.gradient_accumulation_steps`` micro-batches (accelerate's
+One training step = ``train.gradient_accumulation_steps`` micro-batches (1 with several
+optimisers: every optimiser's gradients are cleared after each part's step, since a later part's
+backward pass also reaches the earlier part's parameters) (accelerate's
 ``accumulate``: gradients synchronised across processes on the last one only), gradient clipping at
 ``train.grad_clip`` (the norm before clipping is logged), AdamW, one scheduler step. ``train.max_steps``
 and ``train.max_epochs`` bound the run. Data order, crops and the torch/numpy/python generators are
@@ -56,8 +61,8 @@ class _LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict) -> dict:
-        return self.model.loss(batch)
+    def forward(self, batch: dict, part: str | None = None) -> dict:
+        return self.model.loss(batch) if part is None else self.model.loss(batch, part=part)
 
 
 class BaseTrainer:
@@ -108,20 +113,25 @@ class BaseTrainer:
             else:
                 self._load_model_state(state, source)
         self.model.to(self.acc.device)
-        params = list(self.model.trainable_parameters())
+        groups = (self.model.parameter_groups() if hasattr(self.model, "parameter_groups")
+                  else {"model": self.model.trainable_parameters()})
+        self.params = {name: list(p) for name, p in groups.items()}
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(params, lr=t.adamw.lr, betas=tuple(t.adamw.betas),
-                                           eps=t.adamw.eps, weight_decay=t.adamw.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, t)
+        self.optimizers = {
+            name: torch.optim.AdamW(p, lr=t.adamw.lr, betas=tuple(t.adamw.betas), eps=t.adamw.eps,
+                                    weight_decay=t.adamw.weight_decay)
+            for name, p in self.params.items()}
+        self.schedulers = {name: build_scheduler(o, t) for name, o in self.optimizers.items()}
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self._rng = None
         if state is not None:
             self._load_training_state(state, source)
-        self.loss_module, self.optimizer = self.acc.prepare(_LossForward(self.model), self.optimizer)
-        self.params = params
+        self.loss_module, *prepared = self.acc.prepare(_LossForward(self.model),
+                                                       *self.optimizers.values())
+        self.optimizers = dict(zip(self.optimizers, prepared))
         n_all = sum(p.numel() for p in self.model.parameters())
         log.info("%s: %.2f M parameters, %.2f M trained", type(self.model).__name__, n_all / 1e6,
-                 sum(p.numel() for p in params) / 1e6)
+                 sum(p.numel() for ps in self.params.values() for p in ps) / 1e6)
         self.writer = None
         self._vocoder = None
 
@@ -202,8 +212,9 @@ class BaseTrainer:
 
     def _load_training_state(self, state: dict, path: Path) -> None:
         tr = state["training"]
-        self.optimizer.load_state_dict(tr["optimizer"])
-        self.scheduler.load_state_dict(tr["scheduler"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(tr["optimizer"][name])
+            self.schedulers[name].load_state_dict(tr["scheduler"][name])
         if tr.get("scaler") is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(tr["scaler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], tr["batches_done"]
@@ -222,9 +233,10 @@ class BaseTrainer:
         self.acc.wait_for_everyone()
         if self.main:
             payload = self._conversion_payload()
-            training = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "batches_done": self.batches_done,
-                        "rng": rng_state()}
+            training = {"model": self.model.state_dict(),
+                        "optimizer": {n: o.state_dict() for n, o in self.optimizers.items()},
+                        "scheduler": {n: s.state_dict() for n, s in self.schedulers.items()},
+                        "batches_done": self.batches_done, "rng": rng_state()}
             if self.acc.scaler is not None:
                 training["scaler"] = self.acc.scaler.state_dict()
             keep = self.cfg.train.keep_last
@@ -262,26 +274,34 @@ class BaseTrainer:
             for batch in self.train_loader:
                 batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
                 self.batches_done += 1
+                losses, grad_norm = {}, {}
                 with acc.accumulate(self.loss_module):
-                    losses = self.loss_module(batch)
-                    acc.backward(losses["loss"])
-                    grad_norm = acc.clip_grad_norm_(self.params, clip) if acc.sync_gradients else None
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    for name, optimizer in self.optimizers.items():
+                        part = None if len(self.optimizers) == 1 else name
+                        out = self.loss_module(batch, part)
+                        acc.backward(out["loss"])
+                        if acc.sync_gradients:
+                            grad_norm[name] = acc.clip_grad_norm_(self.params[name], clip)
+                        optimizer.step()
+                        for o in self.optimizers.values():
+                            o.zero_grad(set_to_none=True)
+                        losses.update({f"{name}_loss" if k == "loss" and part else k: v
+                                       for k, v in out.items()})
                 for k, v in losses.items():
                     sums[k] += float(v.detach())
                 micro += 1
                 if not acc.sync_gradients:
                     continue
                 if not acc.optimizer_step_was_skipped:
-                    self.scheduler.step()
+                    for scheduler in self.schedulers.values():
+                        scheduler.step()
                     self.model.after_optimizer_step()
                 self.step += 1
                 bar.update(1)
                 if self.step % t.log_every_steps == 0:
                     means = {k: v / micro for k, v in sums.items()}
                     self._log_train(means, grad_norm)
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("loss")})
                 sums.clear()
                 micro = 0
                 if self.step % t.valid_every_steps == 0:
@@ -301,14 +321,17 @@ class BaseTrainer:
         if self.writer is not None:
             self.writer.close()
 
-    def _log_train(self, means: dict[str, float], grad_norm) -> None:
-        values = torch.tensor(list(means.values()) + [float(grad_norm)], device=self.acc.device)
+    def _log_train(self, means: dict[str, float], grad_norm: dict[str, torch.Tensor]) -> None:
+        norms = {"grad_norm" if len(grad_norm) == 1 else f"grad_norm_{n}": float(v)
+                 for n, v in grad_norm.items()}
+        values = torch.tensor(list(means.values()) + list(norms.values()), device=self.acc.device)
         values = self.acc.reduce(values, reduction="mean")
         if self.writer is None:
             return
-        for name, v in zip(list(means) + ["grad_norm"], values.tolist()):
+        for name, v in zip(list(means) + list(norms), values.tolist()):
             self.writer.add_scalar(f"train/{name}", v, self.step)
-        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+        self.writer.add_scalar("train/lr", next(iter(self.schedulers.values())).get_last_lr()[0],
+                               self.step)
 
     # --- validation ---------------------------------------------------------------------------
 
