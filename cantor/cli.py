@@ -18,13 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("bins.infer", "stage 3 in one command: convert a song to a target singer"),
     "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
-    "train": ("bins.svc.train", "stage 2: train the DiffComoSVC teacher or distil it (one process)"),
+    "train": ("bins.svc.train", "stage 2: train DiffComoSVC (teacher / distillation) or VitsSVC (one process)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC recipe).")
+        prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC and VitsSVC recipes).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(module)
