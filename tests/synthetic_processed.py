@@ -125,7 +125,7 @@ def tiny_vits_config(root: Path, frames: list[int] | None = None, overrides: lis
                            "gin_channels": 8, "upsample_rates": [16, 16],
                            "upsample_kernel_sizes": [32, 32], "upsample_initial_channel": 32,
                            "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
-                           "segment_size": 1024}},
+                           "segment_size": 1024, "discriminator_channels": 16}},
         "train": {"batch_size": 2, "max_frames": 32, "max_steps": 4, "log_every_steps": 1,
                   "valid_every_steps": 1000, "save_every_steps": 2, "keep_last": 2,
                   "dataloader_workers": 0, "valid_samples": 1},

@@ -122,7 +122,9 @@ def test_nsf_decoder_shapes_and_warm_start():
 
 
 def test_discriminator_shapes():
-    d = VitsDiscriminator()
+    full = VitsDiscriminator()
+    assert sum(p.numel() for p in full.parameters()) == pytest.approx(46.7e6, rel=1e-2)
+    d = VitsDiscriminator(max_channels=64)
     y = torch.randn(2, 1, 1000)
     real, fake, fmap_r, fmap_f = d(y, y * 0.5)
     assert len(real) == len(fake) == 6 and all(r.shape[0] == 2 for r in real)

@@ -151,6 +151,8 @@ class VitsConfig:
         default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
     # Waveform window the decoder is trained on, samples (a multiple of preprocess.hop_size).
     segment_size: int = bounded(10240, ge=1)
+    # Widest discriminator layer (HiFi-GAN: 1024); smaller scales every width, for CPU runs.
+    discriminator_channels: int = bounded(1024, ge=16, le=1024)
     # Stage 2 from scratch: copy the decoder's upsamplers, MRF and output convolution from the
     # HiFi-GAN generator of vocoder.path (vocoder.type hifigan; same topology needed).
     decoder_warm_start: bool = False
@@ -323,6 +325,8 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
             (vits.segment_size % p.hop_size == 0, "model.vits.segment_size",
              f"= {vits.segment_size} must be a multiple of preprocess.hop_size = {p.hop_size}"),
             (vits.inter_channels % 2 == 0, "model.vits.inter_channels", "must be even (couplings)"),
+            (1024 % vits.discriminator_channels == 0, "model.vits.discriminator_channels",
+             f"= {vits.discriminator_channels} must divide 1024 (a power of two)"),
             (vits.hidden_channels % vits.n_heads == 0, "model.vits.n_heads",
              f"= {vits.n_heads} must divide model.vits.hidden_channels = {vits.hidden_channels}"),
             (vits.kernel_size % 2 == 1, "model.vits.kernel_size", f"= {vits.kernel_size} must be odd"),

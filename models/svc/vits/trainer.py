@@ -41,7 +41,7 @@ class VitsGAN(nn.Module):
     def __init__(self, cfg: CantorConfig):
         super().__init__()
         self.generator = VitsSVC(cfg)
-        self.discriminator = VitsDiscriminator()
+        self.discriminator = VitsDiscriminator(max_channels=cfg.model.vits.discriminator_channels)
         self.weights = cfg.train.vits
         self.preprocess = cfg.preprocess
         self._pending: dict | None = None
