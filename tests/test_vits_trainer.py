@@ -81,7 +81,21 @@ def test_trained_experiment_converts_through_the_registry(run_a):
     assert converter_class(ckpt["config"]["model_type"]).__name__ == "VitsConverter"
 
 
+def test_validation_logs_losses_and_audio(root):
+    cfg = tiny_vits_config(root, overrides=["train.max_steps=1", "train.valid_every_steps=1"])
+    trainer = VitsTrainer(cfg, "valid")
+    trainer.train()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(trainer.exp_dir / "tensorboard"), size_guidance={"audio": 0})
+    acc.Reload()
+    assert {"valid/mel", "valid/kl", "valid/loss"} <= set(acc.Tags()["scalars"])
+    assert {"valid/target_0", "valid/converted_0"} <= set(acc.Tags()["audio"])
+    assert "valid/mel_0/target_converted" in acc.Tags()["images"]
+
+
 def test_vits_settings_are_checked(root):
+    with pytest.raises(ConfigError, match="no distillation"):
+        VitsTrainer(tiny_vits_config(root, overrides=["model.comosvc.distill=true"]), "x")
     with pytest.raises(ConfigError, match="preprocess.extract_audio"):
         tiny_vits_config(root, overrides=["preprocess.extract_audio=false"])
     with pytest.raises(ConfigError, match="multiply to 512"):

@@ -90,6 +90,9 @@ class VitsTrainer(BaseTrainer):
     def __init__(self, cfg, exp_name, resume=False, resume_from=None, resume_type="resume"):
         if cfg.model_type != "VitsSVC":
             raise ConfigError(f"model_type is {cfg.model_type!r}; VitsTrainer trains VitsSVC")
+        if cfg.model.comosvc.distill:
+            raise ConfigError("model.comosvc.distill (--distill) applies to DiffComoSVC; VitsSVC "
+                              "has no distillation")
         self._from_scratch = not (resume or resume_from)
         super().__init__(cfg, exp_name, resume, resume_from, resume_type)
 
