@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("song", help="the song to convert (wav, flac, mp3 or ogg; any sample rate)")
     parser.add_argument("-m", "--model", required=True, metavar="EXPERIMENT_DIR",
                         help="trained experiment folder, e.g. ckpts/svc/student (its newest export "
-                             "or checkpoint is used), or a checkpoint file")
+                             "or checkpoint is used), a checkpoint file, or a so-vits-svc 4.1 "
+                             "G_*.pth with its config.json beside it")
     parser.add_argument("-s", "--singer", required=True, metavar="TARGET_SINGER",
                         help="target singer, a key of the experiment's singers.json, e.g. "
                              "opencpop_female1 (an unknown name lists the known ones)")
@@ -46,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file, 16-bit wav at the model's sample rate "
                              "(default: <song name>_<singer>.wav in the current folder)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
-                        help="sampler steps: teacher default inference.inference_steps (40), "
-                             "student default inference.student_inference_steps (1)")
+                        help="DiffComoSVC sampler steps: teacher default inference.inference_steps "
+                             "(40), student default inference.student_inference_steps (1)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),
     "prepare": ("bins.prepare", "cut long recordings into training clips (RAW_DIR/<singer>/...)"),
     "train": ("bins.train", "from a folder of clips to a one-step model: stage 1, teacher, student"),
-    "train-stage": ("bins.svc.train", "stage 2 alone: train the teacher or distil it (one process)"),
+    "train-stage": ("bins.svc.train", "stage 2 alone: DiffComoSVC (teacher / distillation) or VitsSVC (one process)"),
     "webui": ("bins.webui", "the web UI: convert, batch, train and browse models in a browser"),
     "vc": ("bins.vc", "realtime voice changer: microphone (or a file) in, converted voice out"),
 }
@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC recipe).")
+        prog="cantor", description="Cantor: singing voice conversion (DiffComoSVC and VitsSVC recipes).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(module)

@@ -50,11 +50,12 @@ def n_mel_frames(n_samples: int, hop_size: int) -> int:
     return n_samples // hop_size
 
 
-def linear_mel(wav: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    """Linear-magnitude mel spectrogram (before the log).
+def magnitude_spectrogram(wav: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Linear STFT magnitude sqrt(re^2 + im^2 + 1e-9) with the padding and framing of the module
+    doc (steps 1-3): the posterior encoder's input in VITS.
 
     Args: wav (samples,) or (batch, samples) float tensor at cfg.sample_rate.
-    Returns: (n_mel, T) or (batch, n_mel, T), T = samples // hop_size.
+    Returns: (n_fft // 2 + 1, T) or (batch, n_fft // 2 + 1, T), T = samples // hop_size.
     Raises: ValueError if the signal is shorter than one hop.
     """
     squeeze = wav.dim() == 1
@@ -68,9 +69,19 @@ def linear_mel(wav: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size,
                       window=_window(cfg.win_size).to(x.device), center=False, return_complex=True)
     mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + MAGNITUDE_EPS)
-    basis = _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mel, cfg.fmin, cfg.fmax).to(x.device)
-    mel = torch.matmul(basis, mag)
-    return mel[0] if squeeze else mel
+    return mag[0] if squeeze else mag
+
+
+def linear_mel(wav: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Linear-magnitude mel spectrogram (before the log).
+
+    Args: wav (samples,) or (batch, samples) float tensor at cfg.sample_rate.
+    Returns: (n_mel, T) or (batch, n_mel, T), T = samples // hop_size.
+    Raises: ValueError if the signal is shorter than one hop.
+    """
+    mag = magnitude_spectrogram(wav, cfg)
+    basis = _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mel, cfg.fmin, cfg.fmax).to(mag.device)
+    return torch.matmul(basis, mag)
 
 
 def log_mel(linear: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,10 @@ bad config fails before any work):
    (processors/features.py), each written atomically. An utterance whose four files already exist
    and fit the config (shapes, n_mel, frame count for its duration) is not recomputed unless
    ``overwrite``, so a killed run resumes where it stopped. ``acoustic_settings.json`` records the
-   preprocess keys the features depend on; when they change, the old features are deleted first;
+   preprocess keys the features depend on; when they change, the old features are deleted first.
+   With ``preprocess.extract_audio`` (VitsSVC) the decoded waveform goes to ``audios/<Uid>.npy``
+   too; an utterance whose features are valid but whose waveform is missing only gets the
+   waveform, so a cache made for DiffComoSVC serves VitsSVC without recomputing the rest;
 3. content features (``preprocess.content_features``, processors/content/stage.py), only when any
    are configured;
 4. ``skipped.tsv`` (Uid, Path, reason) lists every utterance dropped by step 2 or 3: undecodable,
@@ -59,6 +62,8 @@ FRAME_SLACK = 1
 ACOUSTIC_KEYS = ("sample_rate", "hop_size", "n_fft", "win_size", "n_mel", "fmin", "fmax",
                  "f0_extractor", "f0_min", "f0_max")
 SETTINGS_FILE = "acoustic_settings.json"
+# Folder of the waveforms written with preprocess.extract_audio.
+AUDIO_DIR = "audios"
 
 
 def feature_path(dataset_dir: Path, feature: str, uid: str) -> Path:
@@ -85,6 +90,18 @@ def outputs_valid(dataset_dir: Path, utt: dict, cfg: PreprocessConfig) -> bool:
         arrays["uv"].dtype == np.bool_ and arrays["f0"].dtype == arrays["energy"].dtype == np.float32
 
 
+def audio_valid(dataset_dir: Path, uid: str, cfg: PreprocessConfig) -> bool:
+    """True if ``audios/<uid>.npy`` is a float32 waveform of the mel's T frames (T * hop_size to
+    (T + 1) * hop_size - 1 samples)."""
+    try:
+        t = np.load(feature_path(dataset_dir, "mel", uid), mmap_mode="r").shape[1]
+        audio = np.load(dataset_dir / AUDIO_DIR / f"{uid}.npy", mmap_mode="r")
+    except (OSError, ValueError, IndexError):
+        return False
+    return audio.ndim == 1 and audio.dtype == np.float32 and \
+        t * cfg.hop_size <= audio.shape[0] < (t + 1) * cfg.hop_size
+
+
 def reset_if_settings_changed(dataset_dir: Path, cfg: PreprocessConfig, exclusive: bool = True) -> None:
     """Record the acoustic settings in ``<dataset_dir>/acoustic_settings.json``; when they differ
     from the recorded ones (e.g. another f0_extractor), first delete the old acoustic features so
@@ -105,13 +122,15 @@ def reset_if_settings_changed(dataset_dir: Path, cfg: PreprocessConfig, exclusiv
                                 f"be writing: delete {', '.join(FEATURE_DIRS.values())} in "
                                 f"{dataset_dir} first")
         log.warning("%s: acoustic settings changed (%s); deleting the old features", dataset_dir.name, changed)
-        for folder in FEATURE_DIRS.values():
+        for folder in (*FEATURE_DIRS.values(), AUDIO_DIR):
             shutil.rmtree(dataset_dir / folder, ignore_errors=True)
     save_json(path, settings)
 
 
-def process_utterance(utt: dict, dataset_dir: Path, cfg: PreprocessConfig) -> tuple[str, float, str]:
-    """Decode one utterance, check it and write its acoustic features.
+def process_utterance(utt: dict, dataset_dir: Path, cfg: PreprocessConfig,
+                      audio_only: bool = False) -> tuple[str, float, str]:
+    """Decode one utterance, check it and write its acoustic features (and with
+    ``cfg.extract_audio`` its waveform; ``audio_only``: only the waveform).
 
     Returns: (Uid, decoded duration in seconds, skip reason or "" when written).
     """
@@ -125,6 +144,10 @@ def process_utterance(utt: dict, dataset_dir: Path, cfg: PreprocessConfig) -> tu
     peak = float(np.abs(wav).max())
     if peak < SILENCE_PEAK:
         return utt["Uid"], duration, f"all silent: peak |sample| {peak:.2e} < {SILENCE_PEAK:.0e}"
+    if cfg.extract_audio:
+        save_npy(dataset_dir / AUDIO_DIR / f"{utt['Uid']}.npy", wav.astype(np.float32))
+    if audio_only:
+        return utt["Uid"], duration, ""
     try:
         features = acoustic_features(wav, cfg)
     except Exception as e:  # one bad file must not stop the corpus; the reason is reported
@@ -147,7 +170,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core; no oversubscription
 
 
-def _process_task(task: tuple[dict, Path, PreprocessConfig]) -> tuple[str, float, str]:
+def _process_task(task: tuple[dict, Path, PreprocessConfig, bool]) -> tuple[str, float, str]:
     return process_utterance(*task)
 
 
@@ -178,13 +201,18 @@ def compute_acoustic_features(dataset_dir: Path, utterances: list[dict], cfg: Pr
     Returns: ({Uid: duration s} of utterances with valid features, {Uid: skip reason}).
     """
     reset_if_settings_changed(dataset_dir, cfg, exclusive)
-    done = {} if overwrite else {u["Uid"]: u["Duration"] for u in utterances
-                                 if outputs_valid(dataset_dir, u, cfg)}
+    valid = set() if overwrite else {u["Uid"] for u in utterances
+                                     if outputs_valid(dataset_dir, u, cfg)}
+    audio_only = set() if not cfg.extract_audio else {
+        uid for uid in valid if not audio_valid(dataset_dir, uid, cfg)}
+    done = {u["Uid"]: u["Duration"] for u in utterances
+            if u["Uid"] in valid and u["Uid"] not in audio_only}
     todo = [u for u in utterances if u["Uid"] not in done]
-    log.info("%s: %d utterances, %d already have valid features, %d to compute",
-             dataset_dir.name, len(utterances), len(done), len(todo))
+    log.info("%s: %d utterances, %d already have valid features, %d to compute (%d of them only "
+             "their waveform)", dataset_dir.name, len(utterances), len(done), len(todo),
+             len(audio_only))
     skipped: dict[str, str] = {}
-    tasks = [(u, dataset_dir, cfg) for u in todo]
+    tasks = [(u, dataset_dir, cfg, u["Uid"] in audio_only) for u in todo]
     workers = min(num_workers, len(tasks))
     bar = tqdm(total=len(tasks), desc=f"features {dataset_dir.name}", unit="utt")
     with logging_redirect_tqdm(), bar:

@@ -14,11 +14,12 @@ SINGERS = ("alto", "tenor")
 
 def write_processed_dir(root: Path, n_mel: int, content_dims: dict[str, int], hop_size: int,
                         sample_rate: int, frames: list[int], n_test: int = 2,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, audio: bool = False) -> dict:
     """Write ``root/singers.json`` and ``root/synth/...`` for utterances of ``frames`` lengths
     (the last ``n_test`` form the test split; singers alternate).
 
     Mel bin k of frame t is a smooth function of the frame's F0 plus noise, so a model can learn it.
+    With ``audio``, ``audios/<Uid>.npy`` holds a sine at each frame's F0 (noise where unvoiced).
     Returns: the statistics dict written to statistics.json.
     """
     rng = np.random.default_rng(seed)
@@ -39,6 +40,11 @@ def write_processed_dir(root: Path, n_mel: int, content_dims: dict[str, int], ho
         save_npy(d / "pitches" / f"{uid}.npy", f0)
         save_npy(d / "uvs" / f"{uid}.npy", uv)
         save_npy(d / "energys" / f"{uid}.npy", energy)
+        if audio:
+            f = np.repeat(f0, hop_size)
+            wave = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / sample_rate) * (f > 0)
+            wave += 0.01 * rng.standard_normal(wave.size)
+            save_npy(d / "audios" / f"{uid}.npy", wave.astype(np.float32))
         for name, dim in content_dims.items():
             save_npy(d / name / f"{uid}.npy", rng.standard_normal((n, dim)).astype(np.float32))
         entries.append({"Dataset": DATASET, "Singer": singer, "Song": f"song{i}", "Uid": uid,
@@ -90,5 +96,41 @@ def tiny_config(root: Path, frames: list[int] | None = None, overrides: list[str
         "vocoder": {"type": "griffin_lim"},
     }
     path = root / "config.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return load_config(path, list(overrides))
+
+
+def tiny_vits_config(root: Path, frames: list[int] | None = None, overrides: list[str] = (),
+                     n_test: int = 2):
+    """As :func:`tiny_config`, with waveforms, for a tiny VitsSVC (hidden 16, latent 8, decoder
+    upsampling 16 x 16 from 32 channels, 4-frame training windows)."""
+    import json
+
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
+
+    frames = frames or [40, 25, 60, 33, 50, 45, 30, 38]
+    if not (root / "processed" / "singers.json").exists():
+        write_processed_dir(root / "processed", 16, {"whisper": 8}, 256, 22050, frames, n_test,
+                            audio=True)
+    cfg = {
+        "base_config": str(PROJECT_ROOT / "config" / "vitssvc.json"),
+        "dataset": [DATASET], "log_dir": str(root / "logs"),
+        "preprocess": {"processed_dir": str(root / "processed"), "n_mel": 16, "sample_rate": 22050,
+                       "hop_size": 256, "n_fft": 512, "win_size": 512, "fmax": 11025,
+                       "content_features": ["whisper"]},
+        "model": {"condition_encoder": {"whisper_dim": 8, "singer_table_size": 4},
+                  "vits": {"inter_channels": 8, "hidden_channels": 16, "filter_channels": 16,
+                           "n_layers": 1, "n_layers_q": 2, "n_flows": 2, "n_flow_layer": 2,
+                           "gin_channels": 8, "upsample_rates": [16, 16],
+                           "upsample_kernel_sizes": [32, 32], "upsample_initial_channel": 32,
+                           "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
+                           "segment_size": 1024, "discriminator_channels": 16}},
+        "train": {"batch_size": 2, "max_frames": 32, "max_steps": 4, "log_every_steps": 1,
+                  "valid_every_steps": 1000, "save_every_steps": 2, "keep_last": 2,
+                  "dataloader_workers": 0, "valid_samples": 1},
+        "vocoder": {"type": "griffin_lim"},
+    }
+    path = root / "vits_config.json"
     path.write_text(json.dumps(cfg), encoding="utf-8")
     return load_config(path, list(overrides))

@@ -147,7 +147,8 @@ class FakeFairseqDictionary:
         self.symbols = ["<s>", "<pad>", "0", "1"]
 
 
-def fairseq_contentvec_state(seed: int = 0) -> dict[str, torch.Tensor]:
+def fairseq_contentvec_state(seed: int = 0, hid: int = HID) -> dict[str, torch.Tensor]:
+    """Random fairseq HuBERT-base-style weights of width ``hid``."""
     g = torch.Generator().manual_seed(seed)
 
     def r(*shape, scale=0.3, mean=0.0):
@@ -159,21 +160,21 @@ def fairseq_contentvec_state(seed: int = 0) -> dict[str, torch.Tensor]:
     sd["feature_extractor.conv_layers.0.2.weight"] = r(CONV, mean=1.0)
     sd["feature_extractor.conv_layers.0.2.bias"] = r(CONV)
     sd["layer_norm.weight"], sd["layer_norm.bias"] = r(CONV, mean=1.0), r(CONV)
-    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = r(HID, CONV), r(HID)
-    sd["mask_emb"] = r(HID)
-    sd["encoder.pos_conv.0.bias"] = r(HID)
+    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = r(hid, CONV), r(hid)
+    sd["mask_emb"] = r(hid)
+    sd["encoder.pos_conv.0.bias"] = r(hid)
     sd["encoder.pos_conv.0.weight_g"] = r(1, 1, POS_K, mean=1.0)
-    sd["encoder.pos_conv.0.weight_v"] = r(HID, HID // POS_G, POS_K)
-    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = r(HID, mean=1.0), r(HID)
+    sd["encoder.pos_conv.0.weight_v"] = r(hid, hid // POS_G, POS_K)
+    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = r(hid, mean=1.0), r(hid)
     for i in range(LAYERS):
         p = f"encoder.layers.{i}."
         for n in ("q", "k", "v", "out"):
-            sd[f"{p}self_attn.{n}_proj.weight"], sd[f"{p}self_attn.{n}_proj.bias"] = r(HID, HID), r(HID)
-        sd[f"{p}self_attn_layer_norm.weight"], sd[f"{p}self_attn_layer_norm.bias"] = r(HID, mean=1.0), r(HID)
-        sd[f"{p}fc1.weight"], sd[f"{p}fc1.bias"] = r(FFN, HID), r(FFN)
-        sd[f"{p}fc2.weight"], sd[f"{p}fc2.bias"] = r(HID, FFN), r(HID)
-        sd[f"{p}final_layer_norm.weight"], sd[f"{p}final_layer_norm.bias"] = r(HID, mean=1.0), r(HID)
-    sd["final_proj.weight"], sd["final_proj.bias"] = r(PROJ, HID), r(PROJ)
+            sd[f"{p}self_attn.{n}_proj.weight"], sd[f"{p}self_attn.{n}_proj.bias"] = r(hid, hid), r(hid)
+        sd[f"{p}self_attn_layer_norm.weight"], sd[f"{p}self_attn_layer_norm.bias"] = r(hid, mean=1.0), r(hid)
+        sd[f"{p}fc1.weight"], sd[f"{p}fc1.bias"] = r(FFN, hid), r(FFN)
+        sd[f"{p}fc2.weight"], sd[f"{p}fc2.bias"] = r(hid, FFN), r(hid)
+        sd[f"{p}final_layer_norm.weight"], sd[f"{p}final_layer_norm.bias"] = r(hid, mean=1.0), r(hid)
+    sd["final_proj.weight"], sd["final_proj.bias"] = r(PROJ, hid), r(PROJ)
     sd["label_embs_concat"] = r(6, PROJ)
     return sd
 

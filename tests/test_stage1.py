@@ -140,6 +140,24 @@ def test_stage1_resumes_and_overwrites(tmp_path, corpus):
     assert singers == {"opencpop_female1": 0, "synth_alto_1": 1, "synth_tenor": 2}
 
 
+def test_extract_audio_adds_only_the_waveforms_to_an_existing_cache(tmp_path, corpus):
+    cfg = make_cfg(tmp_path, corpus, preprocess={"num_workers": 1})
+    out = tmp_path / "processed" / "synth"
+    run_stage1(cfg)
+    first = feature_files(out)
+    assert not (out / "audios").exists()
+    run_stage1(make_cfg(tmp_path, corpus, preprocess={"num_workers": 1, "extract_audio": True}))
+    assert feature_files(out) == first  # mel, F0, uv, energy untouched
+    for mel_path in (out / "mels").glob("*.npy"):
+        audio = np.load(out / "audios" / mel_path.name)
+        t = np.load(mel_path).shape[1]
+        assert audio.dtype == np.float32 and t * 256 <= len(audio) < (t + 1) * 256
+        source = corpus / mel_path.stem.replace("_take", "").replace("_s", "/s", 1) / "take.wav"
+        if mel_path.stem.startswith("tenor"):
+            assert np.allclose(audio, load_audio(source, 22050), atol=1e-6)
+    assert len(list((out / "audios").glob("*.npy"))) == len(first) // len(FEATURE_DIRS)
+
+
 def test_changed_settings_invalidate_existing_features(tmp_path, corpus):
     out = tmp_path / "processed" / "synth"
     run_stage1(make_cfg(tmp_path, corpus, preprocess={"num_workers": 1}))

@@ -153,15 +153,15 @@ def test_finetune_loads_weights_only(root, teacher):
     _, a = teacher
     cfg = config(root, "train.max_steps=1", "train.gradient_accumulation_steps=3")
     ft = ComoSVCTrainer(cfg, "ft", resume_from=a.exp_dir, resume_type="finetune")
-    assert ft.step == 0 and len(ft.optimizer.state) == 0
-    assert ft.scheduler.get_last_lr()[0] == cfg.train.adamw.lr
+    assert ft.step == 0 and len(ft.optimizers["model"].state) == 0
+    assert ft.schedulers["model"].get_last_lr()[0] == cfg.train.adamw.lr
     for k, v in a.model.state_dict().items():
         assert torch.equal(ft.model.state_dict()[k], v), k
     ft.train()
     ckpt = load_checkpoint(latest_checkpoint(ft.exp_dir))
     # one optimizer step made of 3 micro-batches
     assert ckpt["step"] == 1 and ckpt["training"]["batches_done"] == 3
-    assert {int(s["step"]) for s in ckpt["training"]["optimizer"]["state"].values()} == {1}
+    assert {int(s["step"]) for s in ckpt["training"]["optimizer"]["model"]["state"].values()} == {1}
 
 
 def test_distillation_trains_student_and_exports_a_comosvc(root, teacher):

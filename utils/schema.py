@@ -65,6 +65,8 @@ class PreprocessConfig:
     content_batch_size: int = bounded(8, ge=1)
     # Worker processes for acoustic features; 0 means every core.
     num_workers: int = bounded(0, ge=0)
+    # Also store each utterance's waveform (audios/<Uid>.npy at sample_rate): VitsSVC trains on it.
+    extract_audio: bool = False
 
 
 @dataclass
@@ -126,9 +128,48 @@ class ComoSVCConfig:
 
 
 @dataclass
+class VitsConfig:
+    """VitsSVC, so-vits-svc 4.1's SynthesizerTrn (Kim et al. 2021, VITS, with content features
+    and an NSF-HiFiGAN decoder): prior encoder, posterior encoder, residual-coupling flow, decoder.
+    Defaults are so-vits-svc 4.1's config.json."""
+
+    # Latent z channels; width of the prior encoder (Transformer), posterior WaveNet and flow.
+    inter_channels: int = bounded(192, ge=2)
+    hidden_channels: int = bounded(192, ge=1)
+    filter_channels: int = bounded(768, ge=1)
+    n_heads: int = bounded(2, ge=1)
+    n_layers: int = bounded(6, ge=1)
+    kernel_size: int = bounded(3, ge=1)
+    dropout: float = bounded(0.1, ge=0, lt=1)
+    # WaveNet layers of the posterior encoder; couplings of the flow and WaveNet layers of each.
+    n_layers_q: int = bounded(16, ge=1)
+    n_flows: int = bounded(4, ge=1)
+    n_flow_layer: int = bounded(4, ge=1)
+    # Width of the singer embedding g (conditions posterior, flow and decoder).
+    gin_channels: int = bounded(768, ge=1)
+    # Also add a singer embedding to the prior encoder's input (Amphion); so-vits-svc does not.
+    singer_in_prior: bool = True
+    # NSF-HiFiGAN decoder (ResBlock1); the product of upsample_rates is preprocess.hop_size.
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2, 2])
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4, 4])
+    upsample_initial_channel: int = bounded(512, ge=1)
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(
+        default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    # Waveform window the decoder is trained on, samples (a multiple of preprocess.hop_size).
+    segment_size: int = bounded(10240, ge=1)
+    # Widest discriminator layer (HiFi-GAN: 1024); smaller scales every width, for CPU runs.
+    discriminator_channels: int = bounded(1024, ge=16, le=1024)
+    # Stage 2 from scratch: copy the decoder's upsamplers, MRF and output convolution from the
+    # HiFi-GAN generator of vocoder.path (vocoder.type hifigan; same topology needed).
+    decoder_warm_start: bool = False
+
+
+@dataclass
 class ModelConfig:
     condition_encoder: ConditionEncoderConfig = field(default_factory=ConditionEncoderConfig)
     comosvc: ComoSVCConfig = field(default_factory=ComoSVCConfig)
+    vits: VitsConfig = field(default_factory=VitsConfig)
     # Teacher checkpoint (file or experiment folder) that distillation starts from.
     teacher_model_path: str = ""
 
@@ -156,6 +197,15 @@ class SchedulerConfig:
     factor: float = bounded(0.8, gt=0, lt=1)
     patience: int = bounded(10, ge=0)
     warmup_steps: int = bounded(0, ge=0)
+
+
+@dataclass
+class VitsTrainConfig:
+    """Loss weights of VitsSVC (so-vits-svc 4.1: c_mel 45, c_kl 1; VITS' feature matching x2)."""
+
+    c_mel: float = bounded(45.0, ge=0)
+    c_kl: float = bounded(1.0, ge=0)
+    c_fm: float = bounded(2.0, ge=0)
 
 
 @dataclass
@@ -198,6 +248,7 @@ class TrainConfig:
     prior_loss_form: str = choice("amphion", "mse")
     # SSIM form: amphion = on mel + 6 (Amphion's bias); unit = on (mel + 1) / 2 in [0, 1].
     ssim_form: str = choice("amphion", "unit")
+    vits: VitsTrainConfig = field(default_factory=VitsTrainConfig)
 
 
 @dataclass
@@ -230,9 +281,16 @@ class RealtimeConfig:
 
 
 @dataclass
+class VitsInferenceConfig:
+    # Scale of the prior's standard deviation when sampling z_p (so-vits-svc's noice_scale, 0.4).
+    noise_scale: float = bounded(0.4, ge=0)
+
+
+@dataclass
 class InferenceConfig:
     comosvc: ComoSVCInferenceConfig = field(default_factory=ComoSVCInferenceConfig)
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    vits: VitsInferenceConfig = field(default_factory=VitsInferenceConfig)
     # Longest chunk converted at once, seconds; chunks overlap by chunk_overlap seconds.
     chunk_seconds: float = bounded(10.0, gt=0)
     chunk_overlap: float = bounded(0.5, ge=0)
@@ -262,6 +320,8 @@ class VocoderConfig:
 class CantorConfig:
     """The whole experiment config (exp_config.json after base_config merging)."""
 
+    # The acoustic model trained and converted with (Amphion's names).
+    model_type: str = choice("DiffComoSVC", "VitsSVC")
     # Dataset names used for training; each needs a dataset_path entry.
     dataset: list[str] = field(default_factory=list)
     # Only the entries of the datasets listed in ``dataset`` are used (and checked).
@@ -282,7 +342,7 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
 
     Returns: ``(key path, message)`` for each violated relation (empty when all hold).
     """
-    p, como, t, v = cfg.preprocess, cfg.model.comosvc, cfg.train, cfg.vocoder
+    p, como, t, v, vits = cfg.preprocess, cfg.model.comosvc, cfg.train, cfg.vocoder, cfg.model.vits
     rt = cfg.inference.realtime
     checks = [
         (rt.crossfade_seconds + rt.search_seconds < rt.block_seconds,
@@ -291,14 +351,6 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
         (p.f0_min < p.f0_max, "preprocess.f0_min",
          f"= {p.f0_min} must be below preprocess.f0_max = {p.f0_max}"),
         (p.fmin < p.fmax, "preprocess.fmin", f"= {p.fmin} must be below preprocess.fmax = {p.fmax}"),
-        (como.output_dim == p.n_mel, "model.comosvc.output_dim",
-         f"= {como.output_dim} must equal preprocess.n_mel = {p.n_mel}"),
-        (como.input_dim % como.n_heads == 0, "model.comosvc.n_heads",
-         f"= {como.n_heads} must divide model.comosvc.input_dim = {como.input_dim}"),
-        (como.kernel_size % 2 == 1, "model.comosvc.kernel_size",
-         f"= {como.kernel_size} must be odd"),
-        (como.sigma_min < como.sigma_max, "model.comosvc.sigma_min",
-         f"= {como.sigma_min} must be below model.comosvc.sigma_max = {como.sigma_max}"),
         (t.max_epochs != 0, "train.max_epochs", "= 0: use -1 (no limit) or >= 1"),
         (cfg.inference.comosvc.shallow_sigma == 0
          or como.sigma_min < cfg.inference.comosvc.shallow_sigma <= como.sigma_max,
@@ -317,4 +369,39 @@ def relation_errors(cfg: CantorConfig) -> list[tuple[str, str]]:
          "train.scheduler.warmup_steps",
          "must be 0 with train.scheduler.type reducelronplateau (it has no warm-up)"),
     ]
+    if cfg.model_type == "DiffComoSVC":
+        checks += [
+            (como.output_dim == p.n_mel, "model.comosvc.output_dim",
+             f"= {como.output_dim} must equal preprocess.n_mel = {p.n_mel}"),
+            (como.input_dim % como.n_heads == 0, "model.comosvc.n_heads",
+             f"= {como.n_heads} must divide model.comosvc.input_dim = {como.input_dim}"),
+            (como.kernel_size % 2 == 1, "model.comosvc.kernel_size",
+             f"= {como.kernel_size} must be odd"),
+            (como.sigma_min < como.sigma_max, "model.comosvc.sigma_min",
+             f"= {como.sigma_min} must be below model.comosvc.sigma_max = {como.sigma_max}"),
+        ]
+    else:
+        hop = 1
+        for rate in vits.upsample_rates:
+            hop *= rate
+        checks += [
+            (p.extract_audio, "preprocess.extract_audio", "must be true for VitsSVC (it trains on "
+             "the waveform)"),
+            (hop == p.hop_size, "model.vits.upsample_rates",
+             f"= {vits.upsample_rates} multiply to {hop}, not preprocess.hop_size = {p.hop_size}"),
+            (len(vits.upsample_kernel_sizes) == len(vits.upsample_rates),
+             "model.vits.upsample_kernel_sizes", "needs one kernel per upsample rate"),
+            (len(vits.resblock_dilation_sizes) == len(vits.resblock_kernel_sizes),
+             "model.vits.resblock_dilation_sizes", "needs one list per resblock kernel size"),
+            (vits.segment_size % p.hop_size == 0, "model.vits.segment_size",
+             f"= {vits.segment_size} must be a multiple of preprocess.hop_size = {p.hop_size}"),
+            (vits.inter_channels % 2 == 0, "model.vits.inter_channels", "must be even (couplings)"),
+            (1024 % vits.discriminator_channels == 0, "model.vits.discriminator_channels",
+             f"= {vits.discriminator_channels} must divide 1024 (a power of two)"),
+            (vits.hidden_channels % vits.n_heads == 0, "model.vits.n_heads",
+             f"= {vits.n_heads} must divide model.vits.hidden_channels = {vits.hidden_channels}"),
+            (vits.kernel_size % 2 == 1, "model.vits.kernel_size", f"= {vits.kernel_size} must be odd"),
+            (t.gradient_accumulation_steps == 1, "train.gradient_accumulation_steps",
+             "must be 1 for VitsSVC (its generator and discriminator steps alternate)"),
+        ]
     return [(key, msg) for ok, key, msg in checks if not ok]

@@ -1,4 +1,5 @@
-"""Stage 3: convert songs to a target singer with a trained DiffComoSVC experiment.
+"""Stage 3: convert songs to a target singer with a trained DiffComoSVC or VitsSVC experiment (or a
+so-vits-svc 4.1 G_*.pth with its config.json beside it).
 
     python bins/svc/inference.py --infer_expt_dir EXP --infer_output_dir OUT \\
         (--infer_source_audio_dir DIR | --infer_source_file test.json) \\
@@ -41,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "content weight paths are used, the rest comes from the checkpoint")
     parser.add_argument("--infer_expt_dir", required=True, metavar="DIR",
                         help="trained experiment folder (its newest checkpoint, or newest export "
-                             "for a distilled student) or a checkpoint file")
+                             "for a distilled student), a checkpoint file, or a so-vits-svc 4.1 "
+                             "G_*.pth with its config.json")
     parser.add_argument("--infer_output_dir", required=True, metavar="DIR",
                         help="converted wavs go to DIR/<source name>/<source name>_<singer>.wav")
     parser.add_argument("--infer_source_audio_dir", default=None, metavar="DIR",
@@ -104,14 +106,15 @@ def json_file_sources(path: Path) -> list[tuple[str, Path]]:
 
 def load_converter(expt: str, config: str | None, overrides: list[str], device: str | None,
                    steps: int | None = None):
-    """:class:`ComoSVCConverter` of ``expt``; prints the error and returns None when it cannot load."""
+    """The converter of ``expt`` (DiffComoSVC or VitsSVC, as its checkpoint says; or a so-vits-svc
+    4.1 G_*.pth with its config.json); prints the error and returns None when it cannot load."""
     from models.base.checkpoint import CheckpointError
-    from models.svc.comosvc.inference import ComoSVCConverter
+    from models.svc.registry import load_converter as load
     from processors.content import MissingWeightsError
     from utils.config import ConfigError, load_config
     try:
         user = load_config(config, overrides) if config else None
-        return ComoSVCConverter.from_experiment(expt, device, user, overrides, steps)
+        return load(expt, device, user, overrides, steps)
     except (ConfigError, CheckpointError, MissingWeightsError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None

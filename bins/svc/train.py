@@ -1,4 +1,5 @@
-"""Stage 2: train the DiffComoSVC teacher, or distil it (``model.comosvc.distill``).
+"""Stage 2: train the model of the config's ``model_type``: the DiffComoSVC teacher, or distil it
+(``model.comosvc.distill``), or VitsSVC (generator and discriminators).
 
     accelerate launch bins/svc/train.py --config CFG --exp_name NAME [--resume]
         [--resume_from_ckpt_path PATH] [--resume_type resume|finetune] [--set KEY=VALUE ...]
@@ -30,14 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.base.checkpoint import CheckpointError
     from models.base.dataset import DataError
-    from models.svc.comosvc.trainer import ComoSVCTrainer
+    from models.svc.registry import trainer_class
     from models.vocoders.formats import check_vocoder
     from utils.config import ConfigError, load_config
     try:
         cfg = load_config(args.config, args.overrides)
-        check_vocoder(cfg, args.config)
-        trainer = ComoSVCTrainer(cfg, args.exp_name, resume=args.resume,
-                                 resume_from=args.resume_from_ckpt_path, resume_type=args.resume_type)
+        if cfg.model_type == "DiffComoSVC":  # VitsSVC makes its waveform itself
+            check_vocoder(cfg, args.config)
+        trainer = trainer_class(cfg.model_type)(
+            cfg, args.exp_name, resume=args.resume, resume_from=args.resume_from_ckpt_path,
+            resume_type=args.resume_type)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -30,7 +30,8 @@ conversion reads):
 
 Only in ``checkpoint/`` files, ``"training"`` (resume state): ``"model"`` (state dict of the trained
 module: the teacher ComoSVC, or the distiller with student, target and frozen teacher parts; tensors
-shared with ``"model"`` above are stored once), ``"optimizer"``, ``"scheduler"``, ``"scaler"`` (fp16
+shared with ``"model"`` above are stored once), ``"optimizer"`` and ``"scheduler"`` ({name: state
+dict}, one per optimiser: "model" for DiffComoSVC, "discriminator" and "generator" for VitsSVC), ``"scaler"`` (fp16
 only), ``"batches_done"`` (micro-batches of the current epoch already consumed) and ``"rng"``
 (one entry per training process, in process order: its python, numpy, torch CPU and CUDA device
 generator states as lists/tensors, see :func:`rng_state` and :func:`process_rng_state`).

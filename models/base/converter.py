@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from models.base.checkpoint import conversion_checkpoint, load_checkpoint
+from models.base.checkpoint import CheckpointError, conversion_checkpoint, load_checkpoint
 from models.base.chunking import Chunk, CrossfadeJoiner, batched, plan_chunks, seconds_to_frames
 from models.base.conversion_config import conversion_config
 from processors.pitch_shift import autoshift_semitones, clamp_f0, shift_f0
@@ -123,6 +123,9 @@ class SVCConverter:
         self.timings = Timings()
         self.checkpoint_path: Path | None = None
 
+    #: The config's model_type this class converts with (set by each model's subclass).
+    model_type = ""
+
     # --- the model's part --------------------------------------------------------------------
 
     def synthesize(self, batch: dict[str, torch.Tensor], singer: str,
@@ -151,6 +154,21 @@ class SVCConverter:
         """
         file = conversion_checkpoint(path)
         checkpoint = load_checkpoint(file)
+        return cls.from_checkpoint(file, checkpoint, device, user_config, overrides, steps)
+
+    @classmethod
+    def from_checkpoint(cls, file: Path, checkpoint: dict, device: str | None = None,
+                        user_config: CantorConfig | None = None, overrides: Sequence[str] = (),
+                        steps: int | None = None) -> "SVCConverter":
+        """:meth:`from_experiment` of an already loaded ``checkpoint`` (read from ``file``).
+
+        Raises: CheckpointError when the checkpoint's model_type is not this class's, and as
+            :func:`conversion_config` and the constructor.
+        """
+        found = checkpoint["config"].get("model_type", "DiffComoSVC")
+        if found != cls.model_type:
+            raise CheckpointError(f"{file} holds a {found} model, not {cls.model_type}; load it "
+                                  f"with models.svc.registry.load_converter")
         cfg = conversion_config(checkpoint["config"], user_config, overrides)
         converter = cls(checkpoint, cfg, device or auto_device(), **({} if steps is None else
                                                                      {"steps": steps}))
@@ -194,6 +212,9 @@ class SVCConverter:
         if key_shift != AUTOSHIFT:
             return float(key_shift)
         _, singer_stats = self.singer_statistics(singer)
+        if "f0_median" not in singer_stats:
+            raise UnknownSingerError(f"autoshift needs the F0 statistics of {singer!r}, which this "
+                                     f"model does not have (an imported one?); give semitones")
         return autoshift_semitones(f0, singer_stats["f0_median"], self.cfg.inference.autoshift_round)
 
     def convert(self, wav: np.ndarray, singer: str, key_shift: float | str = 0.0,

@@ -8,10 +8,11 @@ utterance ``<dataset>/{mels,pitches,uvs,energys,<content feature>}/<Uid>.npy``.
 
 One example (:meth:`SVCDataset.__getitem__`, numpy, ``t`` <= ``cfg.train.max_frames`` frames):
 ``mel`` (n_mel, t) normalised to [-1, 1]; ``f0`` (t,) Hz, 0 where unvoiced; ``uv`` (t,) bool, True =
-unvoiced; ``energy`` (t,); ``singer`` int (global id); one (t, D) array per content feature.
-:func:`collate` pads a list of them with zeros into the model batch: ``mel`` (B, n_mel, T), ``f0``,
-``energy`` (B, T) float, ``uv`` and ``mask`` (B, T) bool (mask True = real frame), ``singer`` (B,)
-long, content (B, T, D).
+unvoiced; ``energy`` (t,); ``singer`` int (global id); one (t, D) array per content feature; with
+``preprocess.extract_audio``, ``audio`` (t * hop_size,) float32, the waveform of the same frames
+(``<dataset>/audios/<Uid>.npy``). :func:`collate` pads a list of them with zeros into the model
+batch: ``mel`` (B, n_mel, T), ``f0``, ``energy`` (B, T) float, ``uv`` and ``mask`` (B, T) bool (mask
+True = real frame), ``singer`` (B,) long, content (B, T, D), ``audio`` (B, T * hop_size).
 """
 from __future__ import annotations
 
@@ -197,6 +198,11 @@ class SVCDataset(Dataset):
             if key in self.content_dims and (a.ndim != 2 or a.shape[1] != self.content_dims[key]):
                 raise DataError(f"{self._file(e, folder)}: feature of shape {a.shape}, expected "
                                 f"(T, model.condition_encoder.{key}_dim = {self.content_dims[key]})")
+        audio = self._open(e, "audios") if self.cfg.preprocess.extract_audio else None
+        hop = self.cfg.preprocess.hop_size
+        if audio is not None and (audio.ndim != 1 or audio.shape[0] < n * hop):
+            raise DataError(f"{self._file(e, 'audios')}: waveform of shape {audio.shape}, expected "
+                            f"at least {n} frames x {hop} samples (rerun stage 1)")
         t = n if length is None else min(n, length)
         if start is None:
             if self.random_crop:
@@ -213,6 +219,8 @@ class SVCDataset(Dataset):
                "energy": np.array(arrays["energy"][sl], np.float32),
                "singer": e["singer_id"]}
         out.update({name: np.array(arrays[name][sl], np.float32) for name in self.content_dims})
+        if audio is not None:
+            out["audio"] = np.array(audio[start * hop:(start + t) * hop], np.float32)
         return out
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict:
@@ -236,12 +244,13 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
         if key == "mel":
             out = torch.zeros(B, first.shape[0], T, dtype=torch.float32)
         else:
-            out = torch.zeros((B, T) + first.shape[1:], dtype=torch.from_numpy(first).dtype)
+            size = max(it[key].shape[0] for it in items)  # T frames, or T * hop samples of audio
+            out = torch.zeros((B, size) + first.shape[1:], dtype=torch.from_numpy(first).dtype)
         for b, it in enumerate(items):
             if key == "mel":
                 out[b, :, :lengths[b]] = torch.from_numpy(it[key])
             else:
-                out[b, :lengths[b]] = torch.from_numpy(it[key])
+                out[b, :it[key].shape[0]] = torch.from_numpy(it[key])
         batch[key] = out
     for b, n in enumerate(lengths):
         batch["mask"][b, :n] = True

@@ -3,12 +3,17 @@ checkpoints and resuming. A task subclass supplies the model (:meth:`BaseTrainer
 
 The model interface the loop uses (``models.svc.comosvc.model.ComoSVC`` and its distiller):
 ``loss(batch) -> dict`` ("loss" to back-propagate plus components, all logged),
-``trainable_parameters()``, ``clip_groups() -> {name: parameters}`` (per-module clipping),
+``trainable_parameters()`` (or, for a model trained with several optimisers, ``parameter_groups() ->
+{name: parameters}``, one AdamW and one scheduler each, stepped in that order with
+``loss(batch, part=name)``; ``loss(batch)`` without a part is the validation loss),
+``clip_groups() -> {name: parameters}`` (per-module clipping of a one-optimiser model),
 ``after_optimizer_step()`` (called after each optimizer step that really
 happened, never in validation), ``sample(batch, generator=...) -> dict(mel, mu)`` (normalised mels)
 and ``export_state_dict()`` (what conversion loads, see models/base/checkpoint.py).
 
-One training step = ``train.gradient_accumulation_steps`` micro-batches (accelerate's
+One training step = ``train.gradient_accumulation_steps`` micro-batches (1 with several
+optimisers: every optimiser's gradients are cleared after each part's step, since a later part's
+backward pass also reaches the earlier part's parameters) (accelerate's
 ``accumulate``: gradients synchronised across processes on the last one only), gradient clipping at
 ``train.grad_clip`` (``train.grad_clip_scope`` per_module: each group of the model's
 ``clip_groups()`` on its own, Amphion's; all: one norm over every trained parameter; the norms before
@@ -70,8 +75,8 @@ class _LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict) -> dict:
-        return self.model.loss(batch)
+    def forward(self, batch: dict, part: str | None = None) -> dict:
+        return self.model.loss(batch) if part is None else self.model.loss(batch, part=part)
 
 
 class BaseTrainer:
@@ -132,11 +137,15 @@ class BaseTrainer:
             else:
                 self._load_model_state(state, source)
         self.model.to(self.acc.device)
-        params = list(self.model.trainable_parameters())
+        groups = (self.model.parameter_groups() if hasattr(self.model, "parameter_groups")
+                  else {"model": self.model.trainable_parameters()})
+        self.params = {name: list(p) for name, p in groups.items()}
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(params, lr=t.adamw.lr, betas=tuple(t.adamw.betas),
-                                           eps=t.adamw.eps, weight_decay=t.adamw.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, t)
+        self.optimizers = {
+            name: torch.optim.AdamW(p, lr=t.adamw.lr, betas=tuple(t.adamw.betas), eps=t.adamw.eps,
+                                    weight_decay=t.adamw.weight_decay)
+            for name, p in self.params.items()}
+        self.schedulers = {name: build_scheduler(o, t) for name, o in self.optimizers.items()}
         self.per_epoch_schedule = is_per_epoch(t)
         if self.per_epoch_schedule and self.valid_loader is None:
             raise DataError("train.scheduler.type reducelronplateau steps on the validation loss, "
@@ -145,15 +154,16 @@ class BaseTrainer:
         self._rng = None
         if state is not None:
             self._load_training_state(state, source)
-        self.loss_module, self.optimizer = self.acc.prepare(_LossForward(self.model), self.optimizer)
-        self.params = params
+        self.loss_module, *prepared = self.acc.prepare(_LossForward(self.model),
+                                                       *self.optimizers.values())
+        self.optimizers = dict(zip(self.optimizers, prepared))
         self.checked_modules = [m for m in self.model.modules()
                                 if hasattr(m, "raise_deferred_errors")]
         for m in self.checked_modules:
             m.defer_checks = True
         n_all = sum(p.numel() for p in self.model.parameters())
         log.info("%s: %.2f M parameters, %.2f M trained", type(self.model).__name__, n_all / 1e6,
-                 sum(p.numel() for p in params) / 1e6)
+                 sum(p.numel() for ps in self.params.values() for p in ps) / 1e6)
         self.writer = None
         self._vocoder = None
 
@@ -238,8 +248,9 @@ class BaseTrainer:
 
     def _load_training_state(self, state: dict, path: Path) -> None:
         tr = state["training"]
-        self.optimizer.load_state_dict(tr["optimizer"])
-        self.scheduler.load_state_dict(tr["scheduler"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(tr["optimizer"][name])
+            self.schedulers[name].load_state_dict(tr["scheduler"][name])
         if tr.get("scaler") is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(tr["scaler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], tr["batches_done"]
@@ -265,9 +276,10 @@ class BaseTrainer:
         rngs = gather_object([rng_state(self.acc.device)])  # every process's, in process order
         if self.main:
             payload = self._conversion_payload()
-            training = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "batches_done": self.batches_done,
-                        "rng": rngs}
+            training = {"model": self.model.state_dict(),
+                        "optimizer": {n: o.state_dict() for n, o in self.optimizers.items()},
+                        "scheduler": {n: s.state_dict() for n, s in self.schedulers.items()},
+                        "batches_done": self.batches_done, "rng": rngs}
             if self.acc.scaler is not None:
                 training["scaler"] = self.acc.scaler.state_dict()
             keep = self.cfg.train.keep_last
@@ -304,12 +316,19 @@ class BaseTrainer:
             for batch in self.train_loader:
                 batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
                 self.batches_done += 1
+                losses, grad_norm = {}, {}
                 with acc.accumulate(self.loss_module):
-                    losses = self.loss_module(batch)
-                    acc.backward(losses["loss"])
-                    grad_norms = self._clip_gradients(clip) if acc.sync_gradients else None
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    for name, optimizer in self.optimizers.items():
+                        part = None if len(self.optimizers) == 1 else name
+                        out = self.loss_module(batch, part)
+                        acc.backward(out["loss"])
+                        if acc.sync_gradients:
+                            grad_norm.update(self._clip_gradients(name, clip))
+                        optimizer.step()
+                        for o in self.optimizers.values():
+                            o.zero_grad(set_to_none=True)
+                        losses.update({f"{name}_loss" if k == "loss" and part else k: v
+                                       for k, v in out.items()})
                 for k, v in losses.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach()
                 micro += 1
@@ -317,15 +336,17 @@ class BaseTrainer:
                     continue
                 if not acc.optimizer_step_was_skipped:
                     if not self.per_epoch_schedule:
-                        self.scheduler.step()
+                        for scheduler in self.schedulers.values():
+                            scheduler.step()
                     self.model.after_optimizer_step()
                 self.step += 1
                 bar.update(1)
                 if self.step % t.log_every_steps == 0:
                     for m in self.checked_modules:
                         m.raise_deferred_errors()
-                    loss = self._log_train({k: v / micro for k, v in sums.items()}, grad_norms)
-                    bar.set_postfix(loss=f"{loss:.4f}")
+                    means = {k: v / micro for k, v in sums.items()}
+                    shown = self._log_train(means, grad_norm)
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if k.endswith("loss")})
                 sums.clear()
                 micro = 0
                 if self.step % t.valid_every_steps == 0:
@@ -340,36 +361,42 @@ class BaseTrainer:
                 self.epoch += 1
                 self.batches_done = 0
                 if self.per_epoch_schedule:
-                    self.scheduler.step(self._valid_means()["loss"])
+                    valid_loss = self._valid_means()["loss"]
+                    for scheduler in self.schedulers.values():
+                        scheduler.step(valid_loss)
         bar.close()
         if saved_at != self.step:
             self.save()
         if self.writer is not None:
             self.writer.close()
 
-    def _clip_gradients(self, clip: float) -> dict[str, torch.Tensor]:
-        """Clip the gradients (module doc) and return their norms before clipping, on the device:
-        {"grad_norm"} (scope all) or {"grad_norm_<group>"} (per_module)."""
-        if self.cfg.train.grad_clip_scope == "all":
-            return {"grad_norm": self.acc.clip_grad_norm_(self.params, clip)}
+    def _clip_gradients(self, part: str, clip: float) -> dict[str, torch.Tensor]:
+        """Clip the gradients of one optimiser's parameters (module doc) and return their norms
+        before clipping, on the device: {"grad_norm"} for a one-optimiser model clipped as a whole
+        (``train.grad_clip_scope`` all), {"grad_norm_<group>"} per clip group (per_module), and
+        {"grad_norm_<part>"} for each optimiser of a several-optimiser model."""
+        if len(self.optimizers) > 1:
+            return {f"grad_norm_{part}": self.acc.clip_grad_norm_(self.params[part], clip)}
+        if self.cfg.train.grad_clip_scope == "all" or not hasattr(self.model, "clip_groups"):
+            return {"grad_norm": self.acc.clip_grad_norm_(self.params[part], clip)}
         self.acc.unscale_gradients()
         return {f"grad_norm_{name}": nn.utils.clip_grad_norm_(params, clip)
                 for name, params in self.model.clip_groups().items()}
 
     def _log_train(self, means: dict[str, torch.Tensor], grad_norms: dict[str, torch.Tensor]
-                   ) -> float:
+                   ) -> dict[str, float]:
         """Write the step's mean losses and gradient norms (averaged over processes: the one sync
-        of a logged step) and the lr; returns the mean loss."""
+        of a logged step) and the lr; returns the logged values by name."""
         names = list(means) + list(grad_norms)
-        values = torch.stack([v.float() for v in means.values()]
-                             + [torch.as_tensor(v, device=self.acc.device).float()
-                                for v in grad_norms.values()])
+        values = torch.stack([torch.as_tensor(v, device=self.acc.device).float()
+                              for v in [*means.values(), *grad_norms.values()]])
         values = self.acc.reduce(values, reduction="mean").tolist()
         if self.writer is not None:
             for name, v in zip(names, values):
                 self.writer.add_scalar(f"train/{name}", v, self.step)
-            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-        return values[names.index("loss")]
+            lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+            self.writer.add_scalar("train/lr", lr, self.step)
+        return dict(zip(names, values))
 
     # --- validation ---------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@
 #        --infer_target_speaker SINGER [--infer_key_shift N|autoshift]
 # Teacher vs student: stage 2 distils when the config sets model.comosvc.distill (or --distill).
 # Exit status: the stage's own (0 done, 1 some inputs failed, 2 bad options/config/data/checkpoint).
+# The stages serve every model (the config's model_type): egs/svc/VitsSVC/run.sh runs this script
+# with CANTOR_RECIPE_DIR set to its folder (the default config's place).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 set -euo pipefail
 
-exp_dir=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$exp_dir/../../.." && pwd)
+exp_dir=${CANTOR_RECIPE_DIR:-$(cd "$(dirname "$0")" && pwd)}
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 
 usage() {
     cat >&2 <<USAGE

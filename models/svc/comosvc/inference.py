@@ -33,6 +33,8 @@ class ComoSVCConverter(SVCConverter):
     Attributes: ``student`` (from the checkpoint), ``steps``, and the base class's.
     """
 
+    model_type = "DiffComoSVC"
+
     def __init__(self, checkpoint: dict, cfg: CantorConfig, device: str | torch.device = "cpu",
                  steps: int | None = None):
         from models.svc.comosvc.model import ComoSVC
