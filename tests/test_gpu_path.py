@@ -121,7 +121,13 @@ def test_bf16_autocast_through_losses_attention_and_samplers():
 def _losses(trainer) -> list[float]:
     logged = []
     log_train = trainer._log_train
-    trainer._log_train = lambda means, g: logged.append(log_train(means, g)) or logged[-1]
+
+    def logging(means, grad_norms):
+        values = log_train(means, grad_norms)
+        logged.append(values["loss"])
+        return values
+
+    trainer._log_train = logging
     trainer.train()
     return logged
 

@@ -291,7 +291,7 @@ def test_per_module_clipping_leaves_the_condition_encoder_unclipped(teacher):
     before = {name: torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
                                                           for p in ps])) for name, ps in groups.items()}
     cond = [p.grad.clone() for p in model.condition_encoder.parameters()]
-    norms = trainer._clip_gradients(1.0)
+    norms = trainer._clip_gradients("model", 1.0)
     assert set(norms) == {"grad_norm_encoder", "grad_norm_decoder"}
     for name, ps in groups.items():
         assert float(norms[f"grad_norm_{name}"]) == pytest.approx(float(before[name]), rel=1e-5)
@@ -312,7 +312,7 @@ def test_plateau_schedule_steps_once_per_epoch_on_the_validation_loss(root):
     trainer.train()
     # 4 batches per epoch, 10 steps: stepped after the two whole epochs (steps 4 and 8), on the
     # validation loss; the rate stays between them.
-    assert trainer.scheduler.last_epoch == 2
-    assert math.isfinite(trainer.scheduler.best)
-    halvings = round(math.log2(cfg.train.adamw.lr / trainer.optimizer.param_groups[0]["lr"]))
+    assert trainer.schedulers["model"].last_epoch == 2
+    assert math.isfinite(trainer.schedulers["model"].best)
+    halvings = round(math.log2(cfg.train.adamw.lr / trainer.optimizers["model"].param_groups[0]["lr"]))
     assert halvings in (0, 1)  # the second epoch either improved or was cut once (patience 0)

@@ -52,7 +52,7 @@ def test_checkpoint_holds_both_optimisers_and_the_generator(run_a):
 
 def test_a_sigkilled_run_resumes_to_bit_identical_weights(root, run_a):
     tiny_vits_config(root)  # (re)writes root/vits_config.json
-    cmd = [sys.executable, "-m", "cantor.cli", "train", "--config", str(root / "vits_config.json"),
+    cmd = [sys.executable, "-m", "cantor.cli", "train-stage", "--config", str(root / "vits_config.json"),
            "--exp_name", "killed"] + [a for s in RUN + ("train.max_steps=1000",) for a in ("--set", s)]
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -64,7 +64,7 @@ def _one_run(args: argparse.Namespace) -> dict:
            "threads": torch.get_num_threads(), "batch_size": t.batch_size,
            "max_frames": t.max_frames,
            "params_M": count_parameters(trainer.model) / 1e6,
-           "trained_params_M": sum(q.numel() for q in trainer.params) / 1e6,
+           "trained_params_M": sum(q.numel() for ps in trainer.params.values() for q in ps) / 1e6,
            "steps_per_s": args.steps / (wall[last] - wall[first]),
            "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
     if torch.cuda.is_available():

@@ -124,11 +124,11 @@ class Check:
         def timed_log(means, grad_norm):
             if sync_check:
                 torch.cuda.set_sync_debug_mode(0)
-            loss = log_train(means, grad_norm)
-            logged[trainer.step] = (time.perf_counter(), loss)
+            values = log_train(means, grad_norm)
+            logged[trainer.step] = (time.perf_counter(), values["loss"])
             if sync_check:
                 torch.cuda.set_sync_debug_mode("error")
-            return loss
+            return values
 
         def quiet_save():
             if sync_check:
@@ -162,7 +162,8 @@ class Check:
         trainer = run["trainer"]
         self.report({"check": f"{mode} training", "mixed_precision": precision,
                      "device": str(trainer.acc.device), "batch": f"{s['batch_size']}x{s['max_frames']}",
-                     "trained_params_M": round(sum(p.numel() for p in trainer.params) / 1e6, 2),
+                     "trained_params_M": round(sum(p.numel() for ps in trainer.params.values()
+                                                   for p in ps) / 1e6, 2),
                      "steps_per_s": round(s["timed"] / (t1 - t0), 3),
                      "peak_gpu_GiB": None if run["peak_gpu_GiB"] is None else round(run["peak_gpu_GiB"], 2)})
 
