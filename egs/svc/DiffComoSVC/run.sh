@@ -47,7 +47,7 @@ USAGE
     exit 2
 }
 
-stage="" config="$exp_dir/exp_config.json" name="" gpu="" resume=0 resume_path="" resume_type="resume"
+stage="" config="$exp_dir/exp_config.json" config_given=0 name="" gpu="" resume=0 resume_path="" resume_type="resume"
 num_workers="" overwrite=0 distill=0 shard="" merge_shards=""
 num_machines=1 machine_rank=0 main_process_ip="" main_process_port=29500 accelerate_config=""
 infer_expt_dir="" infer_output_dir="" infer_source_file="" infer_source_audio_dir=""
@@ -58,7 +58,7 @@ need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value" >&2; u
 while [ $# -gt 0 ]; do
     case "$1" in
         --stage) need "$@"; stage=$2; shift 2 ;;
-        --config) need "$@"; config=$2; shift 2 ;;
+        --config) need "$@"; config=$2; config_given=1; shift 2 ;;
         --set) need "$@"; sets+=(--set "$2"); shift 2 ;;
         --num_workers) need "$@"; num_workers=$2; shift 2 ;;
         --overwrite) overwrite=1; shift ;;
@@ -142,8 +142,11 @@ case "$stage" in
             echo "run.sh: stage 3 needs --infer_expt_dir, --infer_output_dir and --infer_target_speaker" >&2; usage; }
         [ -n "$infer_source_file$infer_source_audio_dir" ] || {
             echo "run.sh: stage 3 needs --infer_source_file or --infer_source_audio_dir" >&2; usage; }
-        args=(--config "$config" --infer_expt_dir "$infer_expt_dir" --infer_output_dir "$infer_output_dir"
+        # Conversion takes everything from the experiment; a --config given only steers it
+        # (inference.*, vocoder.*, this machine's content-model paths).
+        args=(--infer_expt_dir "$infer_expt_dir" --infer_output_dir "$infer_output_dir"
               --infer_target_speaker "$infer_target_speaker" --infer_key_shift "$infer_key_shift" "${sets[@]}")
+        [ "$config_given" = 0 ] || args+=(--config "$config")
         [ -z "$infer_source_file" ] || args+=(--infer_source_file "$infer_source_file")
         [ -z "$infer_source_audio_dir" ] || args+=(--infer_source_audio_dir "$infer_source_audio_dir")
         exec python bins/svc/inference.py "${args[@]}"
