@@ -6,7 +6,6 @@ clip's pitch, not noise: F0 can be compared), and the universal HiFi-GAN of simp
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from models.base.checkpoint import FORMAT, save_checkpoint
 from models.base.stream_runner import StreamStats, count_underruns, stream_file
 from models.base.streaming import GATE_HANGOVER_FRAMES, StreamGeometry, sola_offset
 from utils.audio import load_audio, save_wav
+from tests.inference_fixtures import write_whisper
 from utils.config import config_to_dict, load_config
 from utils.paths import PROJECT_ROOT
 from utils.schema import RealtimeConfig
@@ -86,15 +86,6 @@ def _tiny_config(root: Path, *extra: str):
         "model.comosvc.anchor_to_mu=true", "vocoder.backend=torch", "vocoder.precision=fp32", *extra])
 
 
-def _write_whisper(path: Path) -> None:
-    import whisper.model as wm
-    dims = wm.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
-                              n_audio_layer=1, n_vocab=64, n_text_ctx=8, n_text_state=16,
-                              n_text_head=2, n_text_layer=1)
-    torch.manual_seed(1)
-    torch.save({"dims": dims.__dict__, "model_state_dict": wm.Whisper(dims).state_dict()}, path)
-
-
 def _trained_experiment(exp: Path, root: Path, clip: np.ndarray) -> None:
     """A teacher checkpoint of a tiny ComoSVC overfitted to ``clip`` (its own features in, its own
     mel out) for TRAIN_STEPS steps; with ``anchor_to_mu`` its one-step samples are close to the
@@ -144,7 +135,7 @@ def _trained_experiment(exp: Path, root: Path, clip: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, demo_data):
     root = tmp_path_factory.mktemp("streaming")
-    _write_whisper(root / "whisper.pt")
+    write_whisper(root / "whisper.pt")
     clip = load_audio(demo_data / CLIP, SR)[:int(SECONDS * SR)]
     _trained_experiment(root / "teacher", root, clip)
     save_wav(root / "clip.wav", clip, SR)

@@ -433,13 +433,21 @@ class BaseTrainer:
         self.model.train()
         return {k: v / len(self.valid_set) for k, v in sums.items()}
 
-    def _log_samples(self) -> None:
+    def sample_batch(self) -> tuple[dict[str, torch.Tensor], torch.Generator] | None:
+        """The first ``train.valid_samples`` test utterances as one batch on the device, with a
+        generator seeded by ``train.seed`` (fixed noise); None when nothing is to be logged."""
         n = min(self.cfg.train.valid_samples, len(self.valid_set))
         if n == 0:
-            return
+            return None
         device = self.acc.device
         batch = {k: v.to(device) for k, v in collate([self.valid_set[i] for i in range(n)]).items()}
-        generator = torch.Generator(device=device).manual_seed(self.cfg.train.seed)
+        return batch, torch.Generator(device=device).manual_seed(self.cfg.train.seed)
+
+    def _log_samples(self) -> None:
+        if (sampled := self.sample_batch()) is None:
+            return
+        batch, generator = sampled
+        n = batch["mask"].shape[0]
         out = self.model.sample(batch, generator=generator)
         from models.base.plot import mel_image
         vocoder = self._load_vocoder()
@@ -452,8 +460,8 @@ class BaseTrainer:
             if vocoder is None:
                 continue
             stats = self.statistics[self.valid_set.entries[i]["Dataset"]]
-            lo = torch.tensor(stats["mel_min"], device=device)
-            hi = torch.tensor(stats["mel_max"], device=device)
+            lo = torch.tensor(stats["mel_min"], device=batch["mel"].device)
+            hi = torch.tensor(stats["mel_max"], device=batch["mel"].device)
             for name in ("target", "sampled"):
                 wav = vocoder(denormalize_mel(mels[name].float(), lo, hi)[None])[0]
                 self.writer.add_audio(f"valid/{name}_{i}", wav.clamp(-1, 1).cpu()[None],

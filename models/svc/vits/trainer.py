@@ -17,7 +17,6 @@ import logging
 import torch
 from torch import nn
 
-from models.base.dataset import collate
 from models.base.trainer import BaseTrainer
 from models.svc.vits.losses import (discriminator_loss, feature_matching_loss,
                                     generator_adversarial_loss, kl_loss)
@@ -121,13 +120,11 @@ class VitsTrainer(BaseTrainer):
     def _log_samples(self) -> None:
         """Audio of the first ``train.valid_samples`` test utterances: the real take and its
         reconstruction through the prior (its own singer), with their mel images."""
-        n = min(self.cfg.train.valid_samples, len(self.valid_set))
-        if n == 0:
+        if (sampled := self.sample_batch()) is None:
             return
         from models.base.plot import mel_image
-        device = self.acc.device
-        batch = {k: v.to(device) for k, v in collate([self.valid_set[i] for i in range(n)]).items()}
-        generator = torch.Generator(device=device).manual_seed(self.cfg.train.seed)
+        batch, generator = sampled
+        n = batch["mask"].shape[0]
         wav = self.model.generator.infer(batch, self.cfg.inference.vits.noise_scale, generator)
         hop, sr = self.cfg.preprocess.hop_size, self.cfg.preprocess.sample_rate
         for i in range(n):
