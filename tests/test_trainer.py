@@ -3,11 +3,6 @@ distillation with its export, and clear errors. Tiny ComoSVC on synthetic stage 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,6 +20,7 @@ from models.svc.comosvc.model import ComoSVC
 from models.svc.comosvc.trainer import ComoSVCTrainer
 from utils.config import ConfigError, config_from_dict, config_to_dict
 from utils.io import load_json
+from tests.kill_fixture import kill_after_checkpoint
 from tests.synthetic_processed import tiny_config
 
 # 8 training utterances (4 batches of 2 per epoch) + 2 test utterances.
@@ -127,21 +123,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_losses(root, tea
     _, a = teacher
     path = root / "config.json"
     config(root)  # (re)writes root/config.json
-    cmd = [sys.executable, "-m", "cantor.cli", "train-stage", "--config", str(path), "--exp_name",
-           "killed"] + [arg for s in RUN + ("train.max_steps=1000", "train.valid_every_steps=1000")
-                        for arg in ("--set", s)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = root / "logs" / "killed"
-    try:
-        deadline = time.monotonic() + 300
-        while not (exp / "checkpoint" / "step-00000002.pt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    k = load_checkpoint(latest_checkpoint(exp))["step"]
+    k = kill_after_checkpoint(path, exp, [*RUN, "train.max_steps=1000", "train.valid_every_steps=1000"])
     assert 2 <= k < 8
     resumed = ComoSVCTrainer(config(root, "train.max_steps=8", *RUN), "killed", resume=True)
     resumed.train()

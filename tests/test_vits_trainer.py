@@ -2,11 +2,6 @@
 resumed to bit-identical weights, the export converting through the registry."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,6 +11,7 @@ from models.svc.registry import converter_class
 from models.svc.vits.model import VitsSVC
 from models.svc.vits.trainer import VitsTrainer
 from utils.config import ConfigError, config_from_dict
+from tests.kill_fixture import kill_after_checkpoint
 from tests.synthetic_processed import tiny_vits_config
 
 RUN = ("train.save_every_steps=1", "train.valid_every_steps=1000")
@@ -52,20 +48,8 @@ def test_checkpoint_holds_both_optimisers_and_the_generator(run_a):
 
 def test_a_sigkilled_run_resumes_to_bit_identical_weights(root, run_a):
     tiny_vits_config(root)  # (re)writes root/vits_config.json
-    cmd = [sys.executable, "-m", "cantor.cli", "train-stage", "--config", str(root / "vits_config.json"),
-           "--exp_name", "killed"] + [a for s in RUN + ("train.max_steps=1000",) for a in ("--set", s)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = root / "logs" / "killed"
-    try:
-        deadline = time.monotonic() + 300
-        while not (exp / "checkpoint" / "step-00000002.pt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    k = load_checkpoint(latest_checkpoint(exp))["step"]
+    k = kill_after_checkpoint(root / "vits_config.json", exp, [*RUN, "train.max_steps=1000"])
     assert 2 <= k < 4
     resumed = VitsTrainer(tiny_vits_config(root, overrides=["train.max_steps=4", *RUN]), "killed",
                           resume=True)
