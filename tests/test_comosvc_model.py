@@ -81,6 +81,9 @@ def test_shapes_and_padding_do_not_change_real_frames():
     assert torch.equal(out["mel"], again["mel"]) and not torch.equal(out["mel"], other["mel"])
     student = model.sample(batch, student=True, generator=torch.Generator().manual_seed(0))
     assert student["mel"].shape == (2, n_mel, 20)
+    for as_student in (False, True):  # 0 steps: the coarse mel itself, the control
+        coarse = model.sample(batch, steps=0, student=as_student)
+        assert torch.equal(coarse["mel"], out["mu"]) and torch.equal(coarse["mu"], out["mu"])
 
 
 def test_condition_encoder_bins():
@@ -128,7 +131,7 @@ def test_condition_encoder_errors():
     ("model.comosvc.sigma_min=90", "model.comosvc.sigma_min"),
     ("model.comosvc.ema_decay=1.0", "model.comosvc.ema_decay"),
     ("model.comosvc.n_timesteps=1", "model.comosvc.n_timesteps"),
-    ("inference.comosvc.inference_steps=0", "inference.comosvc.inference_steps"),
+    ("inference.comosvc.inference_steps=-1", "inference.comosvc.inference_steps"),
 ])
 def test_bad_model_config_values_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

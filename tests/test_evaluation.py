@@ -371,3 +371,36 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MEAN" in printed and "closer to the target singer than to the source: 0 of 2" in printed
     assert "beat the key-shift control" in printed and " of 2 outputs" in printed
+
+
+def test_demo_table_summarises_a_models_metrics_and_timings(tmp_path):
+    from bins.bench import demo_table
+    from evaluation.report import write_tsv
+    from evaluation.runner import COLUMNS, mean_row
+
+    def row(kind, **metrics):
+        r = {c: math.nan for c in COLUMNS}
+        r.update(output=f"{kind}.wav", source="s", target="t", kind=kind, key_shift=0.0, language="",
+                 notes="")
+        r.update(metrics)
+        return r
+
+    rows = [row("self", mcd_db=6.0, f0_rmse_cents=40.0, gv_db=-1.0, cer=0.2, cer_copy=0.1),
+            row("self", mcd_db=7.0, f0_rmse_cents=60.0, gv_db=0.5, cer=0.4, cer_copy=0.3),
+            row("cross", sim_target=0.8, sim_gain=0.05, fpc=0.9),
+            row("cross", sim_target=0.6, sim_gain=-0.01, fpc=0.95)]
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    write_tsv(rows + [mean_row(rows)], folder / "metrics.tsv")
+    (folder / "convert.log").write_text(
+        "INFO 10.0 s of audio in 2.0 s: real-time factor 0.200 (features ...)\n"
+        "INFO 30.0 s of audio in 4.0 s: real-time factor 0.133 (features ...)\n")
+    got = demo_table.model_row(folder)
+    assert got["mcd"] == pytest.approx(6.5) and got["f0"] == pytest.approx(50.0)
+    assert got["gv"] == pytest.approx(-0.25) and got["sim"] == pytest.approx(0.7)
+    assert got["gain"] == pytest.approx(0.02) and got["wins"] == "1/2"
+    assert got["fpc"] == pytest.approx(0.925) and got["cer_rel"] == pytest.approx(1.5)
+    assert got["rtf"] == pytest.approx(0.15)  # 6 s over 40 s of audio, not the mean of the factors
+    table = demo_table.markdown({"teacher": got})
+    assert "| teacher, 4 Euler steps | 6.50 | 50 | -0.25 | 0.700 | +0.020 (1/2) | 0.925 | 1.50 | 0.150 |" in table
+    assert demo_table.main([str(tmp_path), "--models", "teacher", "student"]) == 2  # no student yet

@@ -254,8 +254,9 @@ class TrainConfig:
 @dataclass
 class ComoSVCInferenceConfig:
     # Teacher sampler steps (Karras grid); the student's count is student_inference_steps.
-    inference_steps: int = bounded(40, ge=1)
-    student_inference_steps: int = bounded(1, ge=1)
+    # 0 (either): no sampling, the coarse mel mu is vocoded (the control a sampler must beat).
+    inference_steps: int = bounded(40, ge=0)
+    student_inference_steps: int = bounded(1, ge=0)
     # Amphion samples its teacher with Euler steps (its Heun correction is commented out).
     sampler: str = choice("euler", "heun")
     # Shallow diffusion: > 0 starts teacher and student sampling at this noise level from the noised

@@ -210,20 +210,23 @@ class BaseTrainer:
                                                  acc.process_index)
         workers = cfg.train.dataloader_workers
         cuda = acc.device.type == "cuda"
-        self.train_loader = DataLoader(
-            self.train_set, batch_sampler=EpochTaggedBatches(self.sampler), collate_fn=collate,
-            num_workers=workers, pin_memory=cuda, persistent_workers=cuda and workers > 0,
-            generator=torch.Generator().manual_seed(cfg.train.seed))
+        # Workers start from a fork server, never by forking this process: by now it runs threads
+        # (TensorBoard's writer, BLAS pools, vocoder runtimes), and forking a threaded process can
+        # crash either side. Persistent, so the start-up is paid once.
+        loader_options = dict(num_workers=workers, collate_fn=collate, persistent_workers=workers > 0,
+                              multiprocessing_context="forkserver" if workers > 0 else None,
+                              generator=torch.Generator().manual_seed(cfg.train.seed))
+        self.train_loader = DataLoader(self.train_set, batch_sampler=EpochTaggedBatches(self.sampler),
+                                       pin_memory=cuda, **loader_options)
         self.valid_set = SVCDataset(cfg, "test", False, self.singers, self.statistics)
         self.valid_loader = None
         if len(self.valid_set) == 0:
             log.info("the test split is empty: validation is skipped")
             return
         self.valid_loader = DataLoader(
-            self.valid_set, collate_fn=collate, num_workers=workers,
-            batch_sampler=LengthGroupedBatchSampler(self.valid_set.lengths, cfg.train.batch_size,
-                                                    cfg.train.seed, shuffle=False),
-            generator=torch.Generator().manual_seed(cfg.train.seed))
+            self.valid_set, batch_sampler=LengthGroupedBatchSampler(
+                self.valid_set.lengths, cfg.train.batch_size, cfg.train.seed, shuffle=False),
+            **loader_options)
 
     @staticmethod
     def _load_state_dict(module: nn.Module, state: dict, path: Path) -> None:

