@@ -11,7 +11,7 @@
 #      base, relative to the vocoder's copy synthesis) and the main table (out/demo/table.md)
 # Stage timings go to out/demo/timings.tsv.
 # Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
-# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400 (about 2 h on 2 cores,
+# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400 (90 min on 2 shared cores,
 # into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra arguments are config
 # overrides for both trainings, e.g. --set train.max_steps=100.
 set -euo pipefail
