@@ -20,6 +20,19 @@ from models.vocoders.hifigan import LRELU_SLOPE
 PERIODS = (2, 3, 5, 7, 11)
 
 
+def _score(convs: nn.ModuleList, conv_post: nn.Module,
+           x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A sub-discriminator's body: each conv then leaky ReLU, the post conv; returns the flattened
+    scores (B, *) and every layer's output (the feature maps of the feature-matching loss)."""
+    fmaps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmaps.append(x)
+    x = conv_post(x)
+    fmaps.append(x)
+    return x.flatten(1), fmaps
+
+
 class PeriodDiscriminator(nn.Module):
     """MPD sub-discriminator of one period: reflect-pad N to a multiple of ``period``, view as
     (B, 1, N / period, period), five (5, 1) convolutions (stride 3 but the last) and a (3, 1) one.
@@ -41,14 +54,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, n = x.shape
         if n % self.period:
             x = F.pad(x, (0, self.period - n % self.period), "reflect")
-        x = x.view(b, c, -1, self.period)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return _score(self.convs, self.conv_post, x.view(b, c, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -68,13 +74,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = weight_norm(nn.Conv1d(width(1024), 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return _score(self.convs, self.conv_post, x)
 
 
 class VitsDiscriminator(nn.Module):
