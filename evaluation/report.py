@@ -31,6 +31,20 @@ def write_tsv(rows: list[dict], path: str | Path) -> None:
     atomic_write(path, write)
 
 
+def read_tsv(path: str | Path) -> list[dict]:
+    """The rows of a TSV written by :func:`write_tsv`: numbers as floats, empty cells as NaN, text
+    columns as strings."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        for key, value in row.items():
+            try:
+                row[key] = float(value) if value != "" else math.nan
+            except ValueError:
+                pass
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     """A fixed-width table of TABLE_COLUMNS (3 decimals, '-' for NaN), one line per row; the mean rows
     at the end (``output`` starting with MEAN) below a rule."""

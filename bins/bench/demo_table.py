@@ -14,29 +14,17 @@ Prints a Markdown table; exits 2 when a model's metrics.tsv is missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 import sys
 from pathlib import Path
 
+from evaluation.report import read_tsv
+
 LABELS = {"mu": "`mu` alone (teacher, 0 steps)", "teacher": "teacher, 4 Euler steps",
           "student": "student, 1 step", "student_2steps": "student, 2 steps"}
 # "12.3 s of audio in 4.5 s: real-time factor ..." (models/base/converter.py, ConversionTimings)
 TIMING = re.compile(r"([0-9.]+) s of audio in ([0-9.]+) s: real-time factor")
-
-
-def read_rows(tsv: Path) -> list[dict]:
-    """The rows of a ``cantor eval`` TSV, numbers as floats (NaN for empty cells)."""
-    with open(tsv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    for row in rows:
-        for key, value in row.items():
-            try:
-                row[key] = float(value) if value != "" else math.nan
-            except ValueError:
-                pass
-    return rows
 
 
 def real_time_factor(log: Path) -> float:
@@ -50,7 +38,7 @@ def real_time_factor(log: Path) -> float:
 
 def model_row(folder: Path) -> dict:
     """The main table's figures for one model folder (see the module docstring)."""
-    rows = read_rows(folder / "metrics.tsv")
+    rows = read_tsv(folder / "metrics.tsv")
     outputs = [r for r in rows if not str(r["output"]).startswith("MEAN")]
     self_rows = [r for r in outputs if r["kind"] == "self"]
     cross = [r for r in outputs if r["kind"] == "cross"]
