@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from models.base.dataset import DataError
     from models.svc.comosvc.recipe import run_experiment, write_experiment
     from preprocessors.common import MetadataError
+    from processors.content import MissingWeightsError
+    from processors.f0 import F0ExtractorUnavailable
     from utils.config import ConfigError
     if args.steps is not None and args.steps < 1:
         print("train: --steps must be at least 1", file=sys.stderr)
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         exp, ds = write_experiment(args.data_dir, args.name, args.preset, args.base, args.steps,
                                    args.keep_old_singers, args.log_root, args.overrides)
         singers = run_experiment(exp, args.num_workers)
-    except (ConfigError, DataError, CheckpointError, MetadataError) as e:
+    except (ConfigError, DataError, CheckpointError, MetadataError, MissingWeightsError,
+            F0ExtractorUnavailable) as e:
         print(f"train: {e}", file=sys.stderr)
         return 2
     print(f"trained {exp.root} ({exp.config}); convert a song with:")

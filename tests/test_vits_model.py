@@ -3,13 +3,15 @@ numbers, shapes of the training and conversion passes, and one GAN step."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from models.base.dataset import SVCDataset, collate, load_singers, load_statistics
+from models.svc.vits.f0_predictor import F0Predictor, f0_to_lf0, lf0_to_f0, normalise_lf0
 from models.svc.vits.losses import (discriminator_loss, feature_matching_loss,
-                                    generator_adversarial_loss, kl_loss)
+                                    generator_adversarial_loss, kl_loss, lf0_loss)
 from models.svc.vits.model import VitsSVC, interpolate_unvoiced
 from models.svc.vits.trainer import VitsGAN
 from models.vocoders.discriminators import VitsDiscriminator
@@ -175,3 +177,73 @@ def test_one_gan_step_lowers_the_generator_loss(cfg, batch):
     opt_g.step()
     after = generator_loss()
     assert after < before - 0.01 * abs(before)
+
+
+def test_lf0_scale_and_normalisation_on_hand_numbers():
+    f0 = torch.tensor([0.0, 700.0, 220.0])
+    lf0 = f0_to_lf0(f0)
+    assert lf0[0].item() == 0.0
+    assert lf0[1].item() == pytest.approx(2595 * math.log10(2) / 500, rel=1e-6)   # 1.5622
+    assert torch.allclose(lf0_to_f0(lf0), f0, atol=1e-3)
+    lf0 = torch.tensor([[1.0, 2.0, 3.0, 5.0, 9.0], [4.0, 4.0, 4.0, 4.0, 4.0]])
+    voiced = torch.tensor([[True, True, True, False, False], [False] * 5])
+    mask = torch.tensor([[True, True, True, True, False], [True] * 5])
+    # mean over the voiced frames 1, 2, 3 is 2; the padded frame is zeroed; no voiced frame: mean 0
+    out = normalise_lf0(lf0, voiced, mask, random_scale=False)
+    assert torch.equal(out, torch.tensor([[-1.0, 0.0, 1.0, 3.0, 0.0], [4.0] * 5]))
+    torch.manual_seed(0)
+    scaled = normalise_lf0(lf0, voiced, mask, random_scale=True)
+    factor = scaled[0, 0] / -1.0
+    assert 0.8 <= factor <= 1.2 and torch.allclose(scaled[0], out[0] * factor)
+
+
+def test_f0_predictor_learns_each_singers_level():
+    # The contour has its mean removed, so only the singer embedding can give the level: two
+    # singers singing the same contour 0.3 lf0 apart must be told apart.
+    torch.manual_seed(0)
+    predictor = F0Predictor(16, 4, n_layers=1, n_heads=2, filter_channels=32, kernel_size=3,
+                            dropout=0.0)
+    singer = torch.nn.Embedding(2, 4)
+    opt = torch.optim.Adam([*predictor.parameters(), *singer.parameters()], lr=3e-3)
+    t = torch.linspace(0, 6, 40)
+    contour = (0.1 * torch.sin(t)).expand(4, 40)
+    ids = torch.tensor([0, 1, 0, 1])
+    target = contour + torch.tensor([1.0, 1.3, 1.0, 1.3])[:, None]
+    mask = torch.ones(4, 40, dtype=torch.bool)
+    x = torch.zeros(4, 16, 40)
+
+    def loss():
+        pred = predictor(x, contour, mask, singer(ids)[:, :, None])
+        return lf0_loss(pred, target, mask[:, None].float())
+
+    first = loss().item()
+    for _ in range(300):
+        opt.zero_grad()
+        step = loss()
+        step.backward()
+        opt.step()
+    assert loss().item() < 0.01 * first and loss().item() < 1e-3  # error below 0.03 lf0
+
+
+def test_conversion_sings_the_predicted_f0(cfg, batch):
+    torch.manual_seed(0)
+    model = VitsSVC(cfg).eval()
+    out = model(batch)
+    assert out["lf0_pred"].shape == out["lf0"].shape == batch["mask"].shape
+    # A predictor that always says 300 Hz: the decoder gets 300 Hz on every real frame.
+    torch.nn.init.zeros_(model.f0_predictor.proj.weight)
+    torch.nn.init.constant_(model.f0_predictor.proj.bias, f0_to_lf0(torch.tensor(300.0)).item())
+    seen = {}
+    model.decoder.register_forward_pre_hook(lambda module, args: seen.update(f0=args[1]))
+    model.infer(batch, 0.4, torch.Generator().manual_seed(0), predict_f0=True)
+    real = batch["mask"]
+    assert torch.allclose(seen["f0"][real], torch.full_like(seen["f0"][real], 300.0), rtol=1e-4)
+    assert (seen["f0"][~real] == 0).all()
+    seen.clear()
+    model.infer(batch, 0.4, torch.Generator().manual_seed(0))
+    assert not torch.allclose(seen["f0"][real], torch.full_like(seen["f0"][real], 300.0), rtol=1e-2)
+    plain = tiny_vits_config(Path(cfg.log_dir).parent, overrides=["model.vits.use_f0_predictor=false"])
+    without = VitsSVC(plain).eval()
+    assert without.f0_predictor is None and "lf0_pred" not in without(batch)
+    with pytest.raises(ValueError, match="no F0 predictor"):
+        without.infer(batch, 0.4, predict_f0=True)

@@ -163,6 +163,9 @@ class VitsConfig:
     # Stage 2 from scratch: copy the decoder's upsamplers, MRF and output convolution from the
     # HiFi-GAN generator of vocoder.path (vocoder.type hifigan; same topology needed).
     decoder_warm_start: bool = False
+    # so-vits-svc 4.1's F0 predictor (use_automatic_f0_prediction), trained beside the generator;
+    # conversion uses it when inference.vits.predict_f0 is on.
+    use_f0_predictor: bool = True
 
 
 @dataclass
@@ -201,11 +204,14 @@ class SchedulerConfig:
 
 @dataclass
 class VitsTrainConfig:
-    """Loss weights of VitsSVC (so-vits-svc 4.1: c_mel 45, c_kl 1; VITS' feature matching x2)."""
+    """Loss weights of VitsSVC (so-vits-svc 4.1: c_mel 45, c_kl 1, c_lf0 1; VITS' feature
+    matching x2)."""
 
     c_mel: float = bounded(45.0, ge=0)
     c_kl: float = bounded(1.0, ge=0)
     c_fm: float = bounded(2.0, ge=0)
+    # The F0 predictor's lf0 mean squared error (so-vits-svc 4.1: 1).
+    c_lf0: float = bounded(1.0, ge=0)
 
 
 @dataclass
@@ -285,6 +291,9 @@ class RealtimeConfig:
 class VitsInferenceConfig:
     # Scale of the prior's standard deviation when sampling z_p (so-vits-svc's noice_scale, 0.4).
     noise_scale: float = bounded(0.4, ge=0)
+    # Sing in the F0 predictor's contour instead of the source's (so-vits-svc's auto_predict_f0;
+    # for speech sources; needs model.vits.use_f0_predictor).
+    predict_f0: bool = False
 
 
 @dataclass

@@ -39,13 +39,16 @@ class VitsConverter(SVCConverter):
         self.model.to(self.device).eval()
 
     def describe(self) -> str:
-        return f"VITS generator, noise scale {self.cfg.inference.vits.noise_scale}"
+        vits = self.cfg.inference.vits
+        return (f"VITS generator, noise scale {vits.noise_scale}"
+                + (", F0 from its predictor" if vits.predict_f0 else ""))
 
     def synthesize(self, batch: dict[str, torch.Tensor], singer: str,
                    generator: torch.Generator) -> np.ndarray:
         """(B, T * hop_size) float32 audio of ``batch`` in the voice of ``batch["singer"]``."""
         t1 = self.sync()
-        audio = self.model.infer(batch, self.cfg.inference.vits.noise_scale, generator)
+        vits = self.cfg.inference.vits
+        audio = self.model.infer(batch, vits.noise_scale, generator, vits.predict_f0)
         audio = audio.float().cpu().numpy()
         self.timings.acoustic += self.sync() - t1
         return audio

@@ -8,9 +8,10 @@ least-squares GAN, Kong et al. 2020 eqs. 1-3, after Mao et al. 2017):
 - discriminator: sum_k mean((1 - D_k(y))^2) + mean(D_k(y_hat)^2);
 - generator adversarial: sum_k mean((1 - D_k(y_hat))^2);
 - feature matching: sum_k sum_l mean|F_kl(y) - F_kl(y_hat)| (real features detached);
-- mel reconstruction: mean |mel(y) - mel(y_hat)| of the natural-log mels.
+- mel reconstruction: mean |mel(y) - mel(y_hat)| of the natural-log mels;
+- F0 predictor (so-vits-svc 4.1): mean (lf0_pred - lf0)^2 over real frames.
 
-so-vits-svc 4.1 weighs them 45 (mel), 1 (KL), 2 (feature matching), 1 (adversarial):
+so-vits-svc 4.1 weighs them 45 (mel), 1 (KL), 2 (feature matching), 1 (adversarial), 1 (lf0):
 ``train.vits`` in utils/schema.py.
 """
 from __future__ import annotations
@@ -43,3 +44,11 @@ def feature_matching_loss(fmap_real: list[list[torch.Tensor]],
     sub-discriminators and layers (unweighted; VITS multiplies by 2 = ``train.vits.c_fm``)."""
     return sum(torch.mean(torch.abs(r.detach() - f))
                for fr, ff in zip(fmap_real, fmap_fake) for r, f in zip(fr, ff))
+
+
+def lf0_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the F0 predictor over real frames.
+    Args: pred, target (B, T) lf0 (models/svc/vits/f0_predictor.py); mask (B, 1, T) 1 = real frame.
+    Returns: scalar."""
+    m = mask[:, 0]
+    return (((pred - target) ** 2) * m).sum() / m.sum().clamp(min=1)

@@ -7,6 +7,8 @@ with content features in place of text and an NSF-HiFiGAN decoder:
     z ──flow(g)──▶ z_p                                  (training: KL(q || p) on z_p)
     z slice, F0 slice, g ──▶ NSF-HiFiGAN ──▶ waveform   (training: GAN + mel L1 against the audio)
     conversion: z_p = m_p + e^{logs_p} * eps * noise_scale ──flow^-1(g)──▶ z ──▶ decoder
+    optional (model.vits.use_f0_predictor): prior input (detached), source lf0 contour, g
+        ──▶ F0 predictor ──▶ lf0 of the target singer (models/svc/vits/f0_predictor.py)
 
 F0 is interpolated through unvoiced frames (linear, the ends held) before it reaches the prior's
 coarse-F0 embedding and the NSF source, as so-vits-svc 4.1 does; the voiced flag keeps the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.svc.vits.f0_predictor import F0Predictor, f0_to_lf0, lf0_to_f0, normalise_lf0
 from models.vocoders.nsf_hifigan import NSFHiFiGANGenerator
 from modules.encoder.condition_encoder import quantise_f0
 from modules.flow.coupling import ResidualCouplingFlow
@@ -85,15 +88,21 @@ class PriorEncoder(nn.Module):
                                                    v.kernel_size, v.dropout, ATTENTION_WINDOW)
         self.proj = nn.Conv1d(h, 2 * v.inter_channels, 1)
 
-    def forward(self, batch: dict[str, torch.Tensor], f0: torch.Tensor):
-        """Args: batch (content features, "uv", "mask", "singer"); f0 (B, T) Hz, interpolated.
-        Returns: (m_p, logs_p), each (B, inter_channels, T), zero on padded frames."""
-        mask = frame_mask(batch)
-        x = sum(conv(batch[name].transpose(1, 2)) for name, conv in self.content_pre.items()) * mask
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's input before F0: content pre-nets + voiced flag (+ singer).
+        Args: batch (content features, "uv", "mask", "singer"). Returns: (B, hidden, T)."""
+        x = sum(conv(batch[name].transpose(1, 2)) for name, conv in self.content_pre.items())
+        x = x * frame_mask(batch)
         voiced = (~batch["uv"] & batch["mask"]).long()
         x = x + self.voiced_embedding(voiced).transpose(1, 2)
         if self.singer_embedding is not None:
             x = x + self.singer_embedding(batch["singer"])[:, :, None]
+        return x
+
+    def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor, f0: torch.Tensor):
+        """Args: batch ("mask"); x (B, hidden, T) from :meth:`embed`; f0 (B, T) Hz, interpolated.
+        Returns: (m_p, logs_p), each (B, inter_channels, T), zero on padded frames."""
+        mask = frame_mask(batch)
         bins = quantise_f0(f0, f0 <= 0, self.f0_embedding.num_embeddings, *self.f0_range)
         x = x + self.f0_embedding(bins).transpose(1, 2)
         h = self.encoder((x * mask).transpose(1, 2), batch["mask"]).transpose(1, 2)
@@ -146,6 +155,9 @@ class VitsSVC(nn.Module):
             v.inter_channels, p.sample_rate, v.gin_channels, v.upsample_rates,
             v.upsample_kernel_sizes, v.upsample_initial_channel, v.resblock_kernel_sizes,
             v.resblock_dilation_sizes)
+        self.f0_predictor = F0Predictor(
+            v.hidden_channels, v.gin_channels, v.n_layers, v.n_heads, v.filter_channels,
+            v.kernel_size, v.dropout) if v.use_f0_predictor else None
 
     def _f0(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return interpolate_unvoiced(batch["f0"], ~batch["uv"] & batch["mask"] & (batch["f0"] > 0))
@@ -155,13 +167,15 @@ class VitsSVC(nn.Module):
         prior, and the decoder on one random window of ``segment_size`` samples per row.
 
         Returns: dict with ``y_hat`` (B, 1, S) generated and ``y`` (B, 1, S) real audio of the
-        windows, ``z_p``, ``m_p``, ``logs_p``, ``m_q``, ``logs_q`` (B, C, T), ``mask`` (B, 1, T).
+        windows, ``z_p``, ``m_p``, ``logs_p``, ``m_q``, ``logs_q`` (B, C, T), ``mask`` (B, 1, T);
+        with the F0 predictor also ``lf0`` (the take's, interpolated) and ``lf0_pred`` (B, T).
         """
         hop, seg = self.preprocess.hop_size, self.segment_frames
         mask = frame_mask(batch)
         g = self.singer_embedding(batch["singer"])[:, :, None]
         f0 = self._f0(batch)
-        m_p, logs_p = self.prior(batch, f0)
+        x = self.prior.embed(batch)
+        m_p, logs_p = self.prior(batch, x, f0)
         spec = magnitude_spectrogram(batch["audio"], self.preprocess)[..., :mask.shape[-1]]
         z, m_q, logs_q = self.posterior(spec, mask, g)
         z_p = self.flow(z, mask, g)
@@ -175,18 +189,39 @@ class VitsSVC(nn.Module):
         f0_seg = torch.stack([f0_pad[b, s:s + seg] for b, s in enumerate(starts.tolist())])
         y = torch.stack([audio[b, s * hop:(s + seg) * hop] for b, s in enumerate(starts.tolist())])
         y_hat = self.decoder(z_seg, f0_seg, g)
-        return {"y_hat": y_hat, "y": y[:, None], "z_p": z_p, "m_p": m_p, "logs_p": logs_p,
-                "m_q": m_q, "logs_q": logs_q, "mask": mask}
+        out = {"y_hat": y_hat, "y": y[:, None], "z_p": z_p, "m_p": m_p, "logs_p": logs_p,
+               "m_q": m_q, "logs_q": logs_q, "mask": mask}
+        if self.f0_predictor is not None:
+            out["lf0"] = f0_to_lf0(f0)
+            out["lf0_pred"] = self._predict_lf0(batch, x, out["lf0"], g, random_scale=True)
+        return out
+
+    def _predict_lf0(self, batch, x, lf0, g, random_scale: bool) -> torch.Tensor:
+        voiced = ~batch["uv"] & batch["mask"] & (batch["f0"] > 0)
+        contour = normalise_lf0(lf0, voiced, batch["mask"], random_scale)
+        return self.f0_predictor(x.detach(), contour, batch["mask"], g)
 
     @torch.no_grad()
     def infer(self, batch: dict[str, torch.Tensor], noise_scale: float,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, predict_f0: bool = False) -> torch.Tensor:
         """Conversion: z_p from the prior (std scaled by ``noise_scale``), the inverse flow with
-        the target singer, the decoder. Returns: (B, T * hop_size) float waveform in [-1, 1]."""
+        the target singer, the decoder; with ``predict_f0`` the F0 predictor's contour replaces
+        the source's (``batch["f0"]``, any key shift included, gives only its shape).
+
+        Returns: (B, T * hop_size) float waveform in [-1, 1].
+        Raises: ValueError for ``predict_f0`` on a model without the predictor.
+        """
         mask = frame_mask(batch)
         g = self.singer_embedding(batch["singer"])[:, :, None]
         f0 = self._f0(batch)
-        m_p, logs_p = self.prior(batch, f0)
+        x = self.prior.embed(batch)
+        if predict_f0:
+            if self.f0_predictor is None:
+                raise ValueError("inference.vits.predict_f0: this model has no F0 predictor "
+                                 "(model.vits.use_f0_predictor was off when it was trained)")
+            f0 = lf0_to_f0(self._predict_lf0(batch, x, f0_to_lf0(f0), g, random_scale=False))
+            f0 = f0.clamp(min=0) * batch["mask"]
+        m_p, logs_p = self.prior(batch, x, f0)
         eps = torch.randn(m_p.shape, generator=generator, device=m_p.device)
         z_p = (m_p + eps * torch.exp(logs_p) * noise_scale) * mask
         z = self.flow(z_p, mask, g, reverse=True)

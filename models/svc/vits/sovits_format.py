@@ -17,7 +17,8 @@ models/svc/vits/model.py's):
   ``feed_forward.i.conv_{in,out}``;
 - ``enc_q`` -> ``posterior``; ``flow.flows.2k`` (every other module is a parameter-free flip) ->
   ``flow.flows.k``; ``dec`` -> ``decoder`` (the same names);
-- ``f0_decoder`` (the optional F0 predictor) is left out: conversion uses the source's F0.
+- ``f0_decoder`` (the optional F0 predictor) is left out (Cantor's predictor has another
+  Transformer, models/svc/vits/f0_predictor.py): conversion uses the source's F0.
 
 Features: ContentVec layer 12 as is (``speech_encoder`` "vec768l12", 768-d,
 ``preprocess.contentvec_final_proj`` false) through processors/content/contentvec.py. so-vits-svc
@@ -156,7 +157,7 @@ def map_config(sovits: dict, source: Path) -> dict:
                 "upsample_initial_channel": model["upsample_initial_channel"],
                 "resblock_kernel_sizes": model["resblock_kernel_sizes"],
                 "resblock_dilation_sizes": model["resblock_dilation_sizes"],
-                "segment_size": train.get("segment_size", 10240)}},
+                "segment_size": train.get("segment_size", 10240), "use_f0_predictor": False}},
     }
 
 

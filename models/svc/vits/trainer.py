@@ -4,7 +4,8 @@ HiFi-GAN discriminators (models/vocoders/discriminators.py), as VITS and so-vits
 1. discriminator step: the generator's window y_hat (detached) and the real window y,
    least-squares discriminator loss;
 2. generator step, against the just-updated discriminator: adversarial + c_fm * feature matching
-   + c_mel * mel L1 + c_kl * KL (models/svc/vits/losses.py; weights ``train.vits``).
+   + c_mel * mel L1 + c_kl * KL (models/svc/vits/losses.py; weights ``train.vits``), plus
+   c_lf0 * the F0 predictor's lf0 error when the model has one.
 
 Both use ``train.adamw`` and ``train.scheduler`` (so-vits-svc: AdamW 1e-4, betas 0.8/0.99, eps 1e-9).
 With ``model.vits.decoder_warm_start`` a run from scratch first copies a HiFi-GAN generator's
@@ -19,7 +20,7 @@ from torch import nn
 
 from models.base.trainer import BaseTrainer
 from models.svc.vits.losses import (discriminator_loss, feature_matching_loss,
-                                    generator_adversarial_loss, kl_loss)
+                                    generator_adversarial_loss, kl_loss, lf0_loss)
 from models.svc.vits.model import VitsSVC
 from models.vocoders.discriminators import VitsDiscriminator
 from processors.mel import mel_spectrogram
@@ -59,7 +60,8 @@ class VitsGAN(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor], part: str | None = None) -> dict[str, torch.Tensor]:
         """Returns: {"loss"} for the discriminator part; for the generator part and validation
-        {"loss", "mel", "kl", "adversarial", "feature_matching"} (unweighted components).
+        {"loss", "mel", "kl", "adversarial", "feature_matching"} (unweighted components), and
+        "lf0" with the F0 predictor.
         Raises: ValueError for an unknown part."""
         if part == "discriminator":
             out = self._pending = self.generator(batch)
@@ -78,8 +80,11 @@ class VitsGAN(nn.Module):
         adversarial = generator_adversarial_loss(fake)
         fm = feature_matching_loss(fmap_real, fmap_fake)
         total = adversarial + w.c_fm * fm + w.c_mel * mel + w.c_kl * kl
-        return {"loss": total, "mel": mel, "kl": kl, "adversarial": adversarial,
-                "feature_matching": fm}
+        parts = {"mel": mel, "kl": kl, "adversarial": adversarial, "feature_matching": fm}
+        if "lf0_pred" in out:
+            parts["lf0"] = lf0_loss(out["lf0_pred"], out["lf0"], out["mask"])
+            total = total + w.c_lf0 * parts["lf0"]
+        return {"loss": total, **parts}
 
 
 class VitsTrainer(BaseTrainer):
