@@ -404,3 +404,15 @@ def test_demo_table_summarises_a_models_metrics_and_timings(tmp_path):
     table = demo_table.markdown({"teacher": got})
     assert "| teacher, 4 Euler steps | 6.50 | 50 | -0.25 | 0.700 | +0.020 (1/2) | 0.925 | 1.50 | 0.150 |" in table
     assert demo_table.main([str(tmp_path), "--models", "teacher", "student"]) == 2  # no student yet
+
+
+def test_demo_pairs_convert_each_take_into_its_own_and_the_next_two_singers(tmp_path):
+    from bins.bench.demo_pairs import write_pairs
+    test = [{"Dataset": "gt", "Singer": s, "Uid": f"gt_{s}_{n}"} for s in "DBCA" for n in (1, 2)]
+    files = write_pairs(test, tmp_path / "pairs")
+    assert [f.name for f in files] == ["gt_A.json", "gt_B.json", "gt_C.json", "gt_D.json"]
+    sources = {f.stem: sorted({u["Singer"] for u in json.loads(f.read_text())}) for f in files}
+    # sorted singers A B C D: the target i takes singers i, i-1 and i-2
+    assert sources == {"gt_A": ["A", "C", "D"], "gt_B": ["A", "B", "D"], "gt_C": ["A", "B", "C"],
+                       "gt_D": ["B", "C", "D"]}
+    assert len(json.loads(files[0].read_text())) == 6  # every take of those singers

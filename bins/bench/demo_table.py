@@ -22,7 +22,8 @@ from pathlib import Path
 from evaluation.report import read_tsv
 
 LABELS = {"mu": "`mu` alone (teacher, 0 steps)", "teacher": "teacher, 4 Euler steps",
-          "student": "student, 1 step", "student_2steps": "student, 2 steps"}
+          "student": "student, 1 step", "student_2steps": "student, 2 steps",
+          "vits": "VitsSVC (egs/svc/VitsSVC/run_demo.sh)"}
 # "12.3 s of audio in 4.5 s: real-time factor ..." (models/base/converter.py, ConversionTimings)
 TIMING = re.compile(r"([0-9.]+) s of audio in ([0-9.]+) s: real-time factor")
 
@@ -75,7 +76,8 @@ def markdown(rows: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="run_demo.sh's output folder, e.g. out/demo")
-    parser.add_argument("--models", nargs="+", default=list(LABELS), help="model folders under OUT")
+    parser.add_argument("--models", nargs="+", default=[m for m in LABELS if m != "vits"],
+                        help="model folders under OUT (default: DiffComoSVC's four)")
     args = parser.parse_args(argv)
     missing = [str(args.out / m / "metrics.tsv") for m in args.models
                if not (args.out / m / "metrics.tsv").exists()]

@@ -26,19 +26,9 @@ cfg=egs/svc/DiffComoSVC/exp_config_demo.json
 run=(bash egs/svc/DiffComoSVC/run.sh --config "$cfg")
 out=out/demo$suffix
 processed=data/demo/processed/gtsinger_demo
-mkdir -p "$out"
-printf 'stage\tseconds\n' > "$out/timings.tsv"
-timed() {  # timed NAME COMMAND...: run, and record its wall time
-    local name=$1 start=$SECONDS
-    shift
-    echo "=== $name"
-    "$@"
-    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$out/timings.tsv"
-}
-
-[ -f pretrained/whisper/tiny.en.pt ] || timed convert_whisper cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt
-# multilingual base: CER in `cantor eval` (its default --whisper_path)
-[ -f pretrained/whisper/base.pt ] || timed convert_whisper_base cantor convert-whisper-ct2 --model base pretrained/whisper/base.pt
+source egs/svc/demo_lib.sh
+start_timings
+whisper_weights
 timed stage1_preprocess "${run[@]}" --stage 1
 # A re-run continues each training from its newest checkpoint (a finished one returns at once).
 resume() { compgen -G "ckpts/demo/$1/checkpoint/step-*.pt" > /dev/null && echo --resume || true; }
@@ -48,41 +38,10 @@ timed stage2_teacher "${run[@]}" --stage 2 --name $teacher $(resume $teacher) \
 timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $student) \
     --set model.teacher_model_path=ckpts/demo/$teacher --set train.max_steps=$student_steps "$@"
 
-# Which held-out utterances go to which target: singer i -> itself, singers i+1 and i+2 (mod 6).
-python3 - "$processed/test.json" "$out/pairs" <<'EOF'
-import json, sys
-from pathlib import Path
-test, folder = json.load(open(sys.argv[1])), Path(sys.argv[2])
-folder.mkdir(parents=True, exist_ok=True)
-singers = sorted({u["Singer"] for u in test})
-for i, target in enumerate(singers):
-    sources = {singers[(i - k) % len(singers)] for k in (0, 1, 2)}
-    subset = [u for u in test if u["Singer"] in sources]
-    (folder / f"{test[0]['Dataset']}_{target}.json").write_text(json.dumps(subset, indent=1))
-EOF
-
-# model name, experiment, stage-3 overrides
-models=("mu teacher inference.comosvc.inference_steps=0" "teacher teacher" "student student"
-        "student_2steps student inference.comosvc.student_inference_steps=2")
-for spec in "${models[@]}"; do
-    read -r model expt set <<< "$spec"
-    overrides=()
-    [ -z "$set" ] || overrides=(--set "$set")
-    convert() {
-        rm -f "$out/$model/convert.log"
-        mkdir -p "$out/$model"
-        for pairs in "$out"/pairs/*.json; do
-            "${run[@]}" --stage 3 --infer_expt_dir "ckpts/demo/demo_$expt$suffix" \
-                --infer_source_file "$pairs" --infer_target_speaker "$(basename "$pairs" .json)" \
-                --infer_key_shift autoshift --infer_output_dir "$out/$model" "${overrides[@]}" \
-                2>&1 | tee -a "$out/$model/convert.log"
-        done
-    }
-    timed "stage3_convert_$model" convert
-    timed "eval_$model" cantor eval "$out/$model" --source "$processed/test.json" \
-        --target_refs "$processed/train.json" --config "$cfg" --key_shift auto \
-        --language auto --whisper_path pretrained/whisper/base.pt --copy_synthesis \
-        --output_tsv "$out/$model/metrics.tsv"
-done
+# model name, experiment, stage-3 override
+convert_and_score mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
+convert_and_score teacher "ckpts/demo/$teacher"
+convert_and_score student "ckpts/demo/$student"
+convert_and_score student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
 python3 bins/bench/demo_table.py "$out" | tee "$out/table.md"
 echo "Done. Converted songs: $out/MODEL/; metrics: $out/MODEL/metrics.tsv; main table: $out/table.md; timings: $out/timings.tsv"

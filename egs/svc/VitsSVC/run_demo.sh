@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The VitsSVC demo on real singing, on CPU, beside DiffComoSVC's (egs/svc/DiffComoSVC/run_demo.sh):
+# the same data, stage-1 cache, pairs and metrics.
+#   1. stage 1: DiffComoSVC's demo features (22.05 kHz, Whisper tiny.en, Parselmouth F0) plus the
+#      waveforms VITS trains on
+#   2. stage 2: the demo-size VITS, its decoder warm-started from the universal HiFi-GAN V1
+#   3. stage 3: each held-out song of each singer into its own singer and into the next two, autoshifted
+#   4. `cantor eval` (out/demo_vits/vits/metrics.tsv) and the main table (out/demo_vits/table.md)
+# Usage: bash egs/svc/VitsSVC/run_demo.sh [--steps N] [--set K=V ...]   (default: 300 steps)
+# A re-run continues the training from its newest checkpoint.
+set -euo pipefail
+steps=300
+if [ "${1:-}" = --steps ]; then
+    steps=$2
+    shift 2
+fi
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+cfg=egs/svc/VitsSVC/exp_config_demo.json
+run=(bash egs/svc/VitsSVC/run.sh --config "$cfg")
+out=out/demo_vits
+processed=data/demo/processed/gtsinger_demo
+source egs/svc/demo_lib.sh
+start_timings
+whisper_weights
+timed stage1_preprocess "${run[@]}" --stage 1
+resume=()
+compgen -G "ckpts/demo/demo_vits/checkpoint/step-*.pt" > /dev/null && resume=(--resume)
+timed stage2_vits "${run[@]}" --stage 2 --name demo_vits "${resume[@]}" --set train.max_steps=$steps "$@"
+convert_and_score vits ckpts/demo/demo_vits
+python3 bins/bench/demo_table.py "$out" --models vits | tee "$out/table.md"
+echo "Done. Converted songs: $out/vits/; metrics: $out/vits/metrics.tsv; table: $out/table.md; timings: $out/timings.tsv"
