@@ -247,3 +247,13 @@ def test_conversion_sings_the_predicted_f0(cfg, batch):
     assert without.f0_predictor is None and "lf0_pred" not in without(batch)
     with pytest.raises(ValueError, match="no F0 predictor"):
         without.infer(batch, 0.4, predict_f0=True)
+
+
+def test_full_size_generator_has_so_vits_svc_41s_parameter_count():
+    from utils.config import load_config
+    from utils.paths import PROJECT_ROOT
+    model = VitsSVC(load_config(PROJECT_ROOT / "config" / "vitssvc.json"))
+    total = sum(p.numel() for p in model.parameters())
+    predictor = sum(p.numel() for p in model.f0_predictor.parameters())
+    assert total == pytest.approx(52.4e6, rel=1e-3)          # so-vits-svc 4.1, F0 predictor included
+    assert total - predictor == pytest.approx(45.9e6, rel=1e-3)
