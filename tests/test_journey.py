@@ -111,3 +111,16 @@ def test_prepare_train_infer_and_finetune(journey, capsys):
         assert cantor(["infer", str(song), "-m", str(logs / "new_clips" / "student"), "-s", target,
                        "-o", str(root / f"{target}.wav")]) == 0
         assert sf.info(str(root / f"{target}.wav")).frames == sf.info(str(song)).frames
+
+
+def test_train_names_missing_content_weights_in_one_line(journey, capsys):
+    root, _, tiny = journey
+    clips = root / "clips_missing"
+    save_wav(clips / "EN-Alto-2" / "song" / "0.wav", tone(4.0), SR)
+    missing = root / "no_such_whisper.pt"
+    args = ["train", str(clips), "--preset", "demo", "--steps", "2", "--log-root",
+            str(root / "ckpts_missing"), *tiny, "--set", f"preprocess.whisper_path={missing}"]
+    assert cantor(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"train: pretrained weights not found: {missing}")
+    assert "preprocess.whisper_path" in err and "Traceback" not in err
