@@ -21,6 +21,8 @@ from pathlib import Path
 
 from evaluation.report import read_tsv
 
+# DiffComoSVC's run_demo.sh models (the default), then VitsSVC's.
+COMOSVC_MODELS = ["mu", "teacher", "student", "student_2steps"]
 LABELS = {"mu": "`mu` alone (teacher, 0 steps)", "teacher": "teacher, 4 Euler steps",
           "student": "student, 1 step", "student_2steps": "student, 2 steps",
           "vits": "VitsSVC (egs/svc/VitsSVC/run_demo.sh)"}
@@ -76,7 +78,7 @@ def markdown(rows: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="run_demo.sh's output folder, e.g. out/demo")
-    parser.add_argument("--models", nargs="+", default=[m for m in LABELS if m != "vits"],
+    parser.add_argument("--models", nargs="+", default=COMOSVC_MODELS,
                         help="model folders under OUT (default: DiffComoSVC's four)")
     args = parser.parse_args(argv)
     missing = [str(args.out / m / "metrics.tsv") for m in args.models

@@ -31,14 +31,8 @@ cd "$root"
 demo=${CANTOR_DEMO_DATA:-../shared/data/gtsinger_demo}
 work=data/journey out=out/journey
 mkdir -p "$work" "$out"
-[ -f "$out/timings.tsv" ] || printf 'step\tseconds\n' > "$out/timings.tsv"
-timed() {  # timed NAME COMMAND...: run, and record its wall time
-    local name=$1 start=$SECONDS
-    shift
-    echo "=== $name"
-    "$@"
-    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$out/timings.tsv"
-}
+source egs/svc/demo_lib.sh   # timed
+[ -f "$out/timings.tsv" ] || start_timings
 
 [ -f pretrained/whisper/tiny.en.pt ] || timed convert_whisper cantor convert-whisper-ct2 pretrained/whisper/tiny.en.pt
 # The base's clips: the five singers' takes, linked file by file (singer/song/take.flac).

@@ -49,8 +49,8 @@ _info_cache: dict[tuple[Path, float], Experiment] = {}
 
 
 def describe(folder: Path, name: str) -> Experiment:
-    """Read an experiment's conversion checkpoint lazily (``torch.load(mmap=True,
-    weights_only=True)``: the tensors are not read), cached by file and modification time.
+    """Read an experiment's conversion checkpoint lazily (torch's loader memory-mapped and with
+    weights_only: the tensors are not read), cached by file and modification time.
 
     Raises: models.base.checkpoint.CheckpointError for no or an unreadable checkpoint.
     """

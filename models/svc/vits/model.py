@@ -159,8 +159,13 @@ class VitsSVC(nn.Module):
             v.hidden_channels, v.gin_channels, v.n_layers, v.n_heads, v.filter_channels,
             v.kernel_size, v.dropout) if v.use_f0_predictor else None
 
-    def _f0(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return interpolate_unvoiced(batch["f0"], ~batch["uv"] & batch["mask"] & (batch["f0"] > 0))
+    @staticmethod
+    def _voiced(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T) bool: real frames with a pitch."""
+        return ~batch["uv"] & batch["mask"] & (batch["f0"] > 0)
+
+    def _f0(self, batch: dict[str, torch.Tensor], voiced: torch.Tensor) -> torch.Tensor:
+        return interpolate_unvoiced(batch["f0"], voiced)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The training pass: posterior on the spectrogram of ``batch["audio"]`` (B, N), flow,
@@ -173,7 +178,8 @@ class VitsSVC(nn.Module):
         hop, seg = self.preprocess.hop_size, self.segment_frames
         mask = frame_mask(batch)
         g = self.singer_embedding(batch["singer"])[:, :, None]
-        f0 = self._f0(batch)
+        voiced = self._voiced(batch)
+        f0 = self._f0(batch, voiced)
         x = self.prior.embed(batch)
         m_p, logs_p = self.prior(batch, x, f0)
         spec = magnitude_spectrogram(batch["audio"], self.preprocess)[..., :mask.shape[-1]]
@@ -193,11 +199,10 @@ class VitsSVC(nn.Module):
                "m_q": m_q, "logs_q": logs_q, "mask": mask}
         if self.f0_predictor is not None:
             out["lf0"] = f0_to_lf0(f0)
-            out["lf0_pred"] = self._predict_lf0(batch, x, out["lf0"], g, random_scale=True)
+            out["lf0_pred"] = self._predict_lf0(batch, x, out["lf0"], voiced, g, random_scale=True)
         return out
 
-    def _predict_lf0(self, batch, x, lf0, g, random_scale: bool) -> torch.Tensor:
-        voiced = ~batch["uv"] & batch["mask"] & (batch["f0"] > 0)
+    def _predict_lf0(self, batch, x, lf0, voiced, g, random_scale: bool) -> torch.Tensor:
         contour = normalise_lf0(lf0, voiced, batch["mask"], random_scale)
         return self.f0_predictor(x.detach(), contour, batch["mask"], g)
 
@@ -213,13 +218,14 @@ class VitsSVC(nn.Module):
         """
         mask = frame_mask(batch)
         g = self.singer_embedding(batch["singer"])[:, :, None]
-        f0 = self._f0(batch)
+        voiced = self._voiced(batch)
+        f0 = self._f0(batch, voiced)
         x = self.prior.embed(batch)
         if predict_f0:
             if self.f0_predictor is None:
                 raise ValueError("inference.vits.predict_f0: this model has no F0 predictor "
                                  "(model.vits.use_f0_predictor was off when it was trained)")
-            f0 = lf0_to_f0(self._predict_lf0(batch, x, f0_to_lf0(f0), g, random_scale=False))
+            f0 = lf0_to_f0(self._predict_lf0(batch, x, f0_to_lf0(f0), voiced, g, random_scale=False))
             f0 = f0.clamp(min=0) * batch["mask"]
         m_p, logs_p = self.prior(batch, x, f0)
         eps = torch.randn(m_p.shape, generator=generator, device=m_p.device)
