@@ -26,7 +26,11 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("converted_dir", help="folder of outputs <source>/<source>_<target>.wav")
+    parser.add_argument("converted_dir", nargs="+",
+                        help="folder of outputs <source>/<source>_<target>.wav; several folders (e.g. "
+                             "one per model) are scored in one run that computes what they share "
+                             "(source F0 and transcripts, copy syntheses, key-shift controls, "
+                             "reference embeddings) once, each into its own metrics.tsv")
     parser.add_argument(
         "--source", action="append", required=True, metavar="PATH",
         help="where the sources are (repeatable): a folder (a file <dir>/a/b/c.wav is the source "
@@ -71,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for Resemblyzer and Whisper "
                                                         "(default: %(default)s)")
     parser.add_argument("--output_tsv", metavar="FILE",
-                        help="where the TSV goes (default: CONVERTED_DIR/metrics.tsv)")
+                        help="where the TSV goes, with one CONVERTED_DIR (default: "
+                             "CONVERTED_DIR/metrics.tsv)")
 
 
 def _key_shifts(values: list[str]) -> tuple[float | str, dict[str, float | str]]:
@@ -127,11 +132,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from evaluation.layout import LayoutError, SourceIndex, find_conversions, reference_sets
-    from evaluation.report import format_table, write_tsv
-    from evaluation.runner import EvalSettings, Evaluator, control_summary, mean_row
+    from evaluation.runner import EvalSettings, Evaluator
     from processors.f0 import F0ExtractorUnavailable, check_f0_extractor
     from utils.config import ConfigError, load_config
     from utils.paths import resolve_path
@@ -147,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
             preprocess = dataclasses.replace(preprocess, sample_rate=args.sample_rate)
         check_f0_extractor(preprocess)
         shift, shift_by_target = _key_shifts(args.key_shift)
-        conversions = find_conversions(args.converted_dir)
+        if args.output_tsv and len(args.converted_dir) > 1:
+            raise ValueError("--output_tsv takes one CONVERTED_DIR; with several, each gets its "
+                             "own metrics.tsv")
+        conversions = {root: find_conversions(root) for root in args.converted_dir}
         sources = SourceIndex()
         for spec in args.source:
             sources.add(spec)
@@ -162,9 +167,22 @@ def run(args: argparse.Namespace) -> int:
                             language=language, whisper_path=resolve_path(args.whisper_path),
                             cer_sources=args.cer_sources, device=args.device)
     evaluator = Evaluator(settings, sources, references, same_content, copy)
-    root = Path(args.converted_dir)
+    for root, found in conversions.items():
+        tsv = Path(args.output_tsv) if args.output_tsv else Path(root) / "metrics.tsv"
+        _score_folder(evaluator, Path(root), found, tsv)
+    return 0
+
+
+def _score_folder(evaluator, root, conversions, tsv) -> None:
+    """Score one folder's conversions, write its TSV (rows, the MEAN row and one per kind) and
+    print its table and summaries."""
+    from tqdm import tqdm
+
+    from evaluation.report import format_table, write_tsv
+    from evaluation.runner import control_summary, mean_row
+
     rows = []
-    for conv in tqdm(conversions, desc="evaluating", unit="file"):
+    for conv in tqdm(conversions, desc=f"evaluating {root}", unit="file"):
         row = evaluator.evaluate(conv)
         row["output"] = str(conv.path.relative_to(root))
         rows.append(row)
@@ -173,7 +191,6 @@ def run(args: argparse.Namespace) -> int:
     kinds = {r["kind"] for r in outputs}
     if len(kinds) > 1:
         rows += [mean_row([r for r in outputs if r["kind"] == k], f"MEAN {k}") for k in sorted(kinds) if k]
-    tsv = Path(args.output_tsv) if args.output_tsv else root / "metrics.tsv"
     write_tsv(rows, tsv)
     print(format_table(rows))
     cross = [r for r in outputs if r["kind"] == "cross"]
@@ -185,7 +202,6 @@ def run(args: argparse.Namespace) -> int:
     if control:
         print(control)
     print(f"wrote {tsv}")
-    return 0
 
 
 if __name__ == "__main__":

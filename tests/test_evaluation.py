@@ -302,13 +302,15 @@ def test_layout_names_sources_and_references(tmp_path):
 
 
 # -- end to end -------------------------------------------------------------------------------------
-def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
+def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys, monkeypatch):
     """`cantor eval` on a tiny tree: a self-conversion (copy of the source), a -2 semitone pitch
     shift of the source scored with the key shift estimated and with none, and a "conversion" that
-    is a copy of a tenor's source labelled as the alto."""
+    is a copy of a tenor's source labelled as the alto; with a second folder (another "model") that
+    holds the tenor's file again, scored in the same run."""
     import librosa
 
     from cantor.cli import main
+    from evaluation.runner import COLUMNS
 
     sr = 22050
     data, out = tmp_path / "data", tmp_path / "out"
@@ -323,13 +325,26 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
     save_wav(out / alto / f"{alto}_demo_DE-Tenor-1.wav", shifted, sr)
     save_wav(out / alto / f"{alto}_demo_IT-Soprano-1.wav", shifted, sr)
     save_wav(out / tenor / f"{tenor}_demo_ZH-Alto-1.wav", clips["DE-Tenor-1/ge04/control"], sr)
+    other = tmp_path / "other_model"
+    save_wav(other / tenor / f"{tenor}_demo_ZH-Alto-1.wav", clips["DE-Tenor-1/ge04/control"], sr)
     whisper_path = tmp_path / "tiny.pt"
     _tiny_whisper(whisper_path)
-    tsv = tmp_path / "metrics.tsv"
-    assert main(["eval", str(out), "--source", str(data), "--target_refs", str(data),
-                 "--key_shift", "0", "--key_shift", "DE-Tenor-1=auto", "--sample_rate", "16000",
-                 "--language", "en", "--cer_sources", "*DE-*", "--whisper_path", str(whisper_path),
-                 "--output_tsv", str(tsv)]) == 0
+    transcribed = []
+    real_transcribe = WhisperTranscriber.transcribe
+    monkeypatch.setattr(WhisperTranscriber, "transcribe", lambda self, wav, language="en":
+                        transcribed.append(len(wav)) or real_transcribe(self, wav, language))
+    args = ["--source", str(data), "--target_refs", str(data), "--key_shift", "0",
+            "--key_shift", "DE-Tenor-1=auto", "--sample_rate", "16000", "--language", "en",
+            "--cer_sources", "*DE-*", "--whisper_path", str(whisper_path)]
+    assert main(["eval", str(out), str(other), "--output_tsv", str(tmp_path / "x.tsv"), *args]) == 2
+    assert "--output_tsv takes one CONVERTED_DIR" in capsys.readouterr().err
+    assert main(["eval", str(out), str(other), *args]) == 0
+    # the tenor's source once, then one output per folder: the second folder reuses the source's
+    assert len(transcribed) == 3
+    tsv = out / "metrics.tsv"
+    with open(other / "metrics.tsv", newline="") as f:
+        other_rows = [r for r in csv.DictReader(f, delimiter="\t")]
+    assert [r["source"] for r in other_rows] == [tenor, "MEAN"]
     with open(tsv, newline="") as f:
         rows = {(r["source"], r["target"]): r for r in csv.DictReader(f, delimiter="\t")}
     val = lambda r, k: float(r[k]) if r[k] else math.nan  # noqa: E731
@@ -362,6 +377,8 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys):
     assert val(failed, "sim_source") > val(failed, "sim_target") + 0.1
     assert val(failed, "sim_gain") == 0.0  # unshifted: the control is the output itself
     assert val(failed, "cer") == 0.0  # identical audio, identical transcripts ("la la la")
+    assert {k: other_rows[0][k] for k in COLUMNS if k != "output"} == \
+        {k: failed[k] for k in COLUMNS if k != "output"}
     assert all(math.isnan(val(r, "cer")) for k, r in rows.items() if k[0] == alto)
 
     mean = rows[("MEAN", "")]

@@ -23,10 +23,9 @@ whisper_weights() {  # tiny.en (the demos' content features) and base (CER), con
     [ -f pretrained/whisper/base.pt ] || timed convert_whisper_base cantor convert-whisper-ct2 --model base pretrained/whisper/base.pt
 }
 
-# convert_and_score MODEL EXPERIMENT [K=V]: stage 3 of every pairs file (autoshift) into
-# $out/MODEL (log: convert.log), then `cantor eval` (self-reconstruction, similarity, the key-shift
-# control, FPC, CER in each source's language relative to copy synthesis) into $out/MODEL/metrics.tsv
-convert_and_score() {
+# convert MODEL EXPERIMENT [K=V]: stage 3 of every pairs file (autoshift) into $out/MODEL (log:
+# convert.log)
+convert() {
     local model=$1 expt=$2 set=${3:-}
     local overrides=()
     [ -z "$set" ] || overrides=(--set "$set")
@@ -41,8 +40,16 @@ convert_and_score() {
         done
     }
     timed "stage3_convert_$model" _convert
-    timed "eval_$model" cantor eval "$out/$model" --source "$processed/test.json" \
+}
+
+# score MODEL...: one `cantor eval` of the models' folders (self-reconstruction, similarity, the
+# key-shift control, FPC, CER in each source's language relative to copy synthesis) into
+# $out/MODEL/metrics.tsv; what the models share (sources, copy syntheses, controls, references) is
+# computed once
+score() {
+    local dirs=() model
+    for model in "$@"; do dirs+=("$out/$model"); done
+    timed eval cantor eval "${dirs[@]}" --source "$processed/test.json" \
         --target_refs "$processed/train.json" --config "$cfg" --key_shift auto \
-        --language auto --whisper_path pretrained/whisper/base.pt --copy_synthesis \
-        --output_tsv "$out/$model/metrics.tsv"
+        --language auto --whisper_path pretrained/whisper/base.pt --copy_synthesis
 }

@@ -4,20 +4,21 @@
 #   1. stage 1: metadata, mel, F0, energy, Whisper features
 #   2. stage 2: the teacher; then stage 2 again with distillation: the one-step student
 #   3. stage 3: each held-out song of each singer into its own singer (self-reconstruction) and
-#      into the next two singers (sorted by name), autoshifted to the target's range, by four models:
-#      mu (the teacher's coarse mel, 0 steps: the control), the teacher (inference.comosvc.
-#      inference_steps: 4), the student with 1 and with 2 steps
-#   4. objective evaluation of each (out/demo/MODEL/metrics.tsv; CER in every language with Whisper
-#      base, relative to the vocoder's copy synthesis) and the main table (out/demo/table.md)
+#      into the next two singers (sorted by name), autoshifted to the target's range, by three
+#      models: mu (the teacher's coarse mel, 0 steps: the control), the teacher (inference.comosvc.
+#      inference_steps: 4) and the one-step student (--long: also the student with 2 steps)
+#   4. objective evaluation of the models in one `cantor eval` run (out/demo/MODEL/metrics.tsv; CER
+#      in every language with Whisper base, relative to the vocoder's copy synthesis) and the main
+#      table (out/demo/table.md)
 # Stage timings go to out/demo/timings.tsv.
 # Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
-# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400 (90 min on 2 shared cores,
-# into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra arguments are config
-# overrides for both trainings, e.g. --set train.max_steps=100.
+# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400, and the 2-step student
+# (90 min on 2 cores, into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra
+# arguments are config overrides for both trainings, e.g. --set train.max_steps=100.
 set -euo pipefail
-teacher_steps=800 student_steps=400 suffix=""
+teacher_steps=800 student_steps=400 suffix="" models=(mu teacher student)
 if [ "${1:-}" = --long ]; then
-    teacher_steps=2400 student_steps=1200 suffix=_long
+    teacher_steps=2400 student_steps=1200 suffix=_long models=(mu teacher student student_2steps)
     shift
 fi
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -39,9 +40,12 @@ timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $s
     --set model.teacher_model_path=ckpts/demo/$teacher --set train.max_steps=$student_steps "$@"
 
 # model name, experiment, stage-3 override
-convert_and_score mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
-convert_and_score teacher "ckpts/demo/$teacher"
-convert_and_score student "ckpts/demo/$student"
-convert_and_score student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
-python3 bins/bench/demo_table.py "$out" | tee "$out/table.md"
+convert mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
+convert teacher "ckpts/demo/$teacher"
+convert student "ckpts/demo/$student"
+if [ ${#models[@]} = 4 ]; then  # --long
+    convert student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
+fi
+score "${models[@]}"
+python3 bins/bench/demo_table.py "$out" --models "${models[@]}" | tee "$out/table.md"
 echo "Done. Converted songs: $out/MODEL/; metrics: $out/MODEL/metrics.tsv; main table: $out/table.md; timings: $out/timings.tsv"
