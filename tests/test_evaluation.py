@@ -433,3 +433,5 @@ def test_demo_pairs_convert_each_take_into_its_own_and_the_next_two_singers(tmp_
     assert sources == {"gt_A": ["A", "C", "D"], "gt_B": ["A", "B", "D"], "gt_C": ["A", "B", "C"],
                        "gt_D": ["B", "C", "D"]}
     assert len(json.loads(files[0].read_text())) == 6  # every take of those singers
+    own = write_pairs(test, tmp_path / "self", offsets=(0,))
+    assert {f.stem: [u["Uid"] for u in json.loads(f.read_text())] for f in own}["gt_C"] == ["gt_C_1", "gt_C_2"]

@@ -12,11 +12,11 @@
 #      table (out/demo/table.md)
 # Stage timings go to out/demo/timings.tsv.
 # Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
-# --long: 2400 teacher and 1200 distillation steps instead of 800 and 400, and the 2-step student
+# --long: 2400 teacher and 1200 distillation steps instead of 1600 and 800, and the 2-step student
 # (90 min on 2 cores, into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra
 # arguments are config overrides for both trainings, e.g. --set train.max_steps=100.
 set -euo pipefail
-teacher_steps=800 student_steps=400 suffix="" models=(mu teacher student)
+teacher_steps=1600 student_steps=800 suffix="" models=(mu teacher student)
 if [ "${1:-}" = --long ]; then
     teacher_steps=2400 student_steps=1200 suffix=_long models=(mu teacher student student_2steps)
     shift
