@@ -40,12 +40,12 @@ timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $s
     --set model.teacher_model_path=ckpts/demo/$teacher --set train.max_steps=$student_steps "$@"
 
 # model name, experiment, stage-3 override
-convert mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
-convert teacher "ckpts/demo/$teacher"
-convert student "ckpts/demo/$student"
+convert_model mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
+convert_model teacher "ckpts/demo/$teacher"
+convert_model student "ckpts/demo/$student"
 if [ ${#models[@]} = 4 ]; then  # --long
-    convert student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
+    convert_model student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
 fi
-score "${models[@]}"
+score_models "${models[@]}"
 python3 bins/bench/demo_table.py "$out" --models "${models[@]}" | tee "$out/table.md"
 echo "Done. Converted songs: $out/MODEL/; metrics: $out/MODEL/metrics.tsv; main table: $out/table.md; timings: $out/timings.tsv"

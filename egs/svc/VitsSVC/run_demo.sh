@@ -30,7 +30,7 @@ timed stage1_preprocess "${run[@]}" --stage 1
 resume=()
 compgen -G "ckpts/demo/$expt/checkpoint/step-*.pt" > /dev/null && resume=(--resume)
 timed stage2_vits "${run[@]}" --stage 2 --name $expt "${resume[@]}" --set train.max_steps=$steps "$@"
-convert vits ckpts/demo/$expt
-score vits
+convert_model vits ckpts/demo/$expt
+score_models vits
 python3 bins/bench/demo_table.py "$out" --models vits | tee "$out/table.md"
 echo "Done. Converted songs: $out/vits/; metrics: $out/vits/metrics.tsv; table: $out/table.md; timings: $out/timings.tsv"
