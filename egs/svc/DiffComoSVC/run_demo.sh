@@ -16,9 +16,9 @@
 # (90 min on 2 cores, into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra
 # arguments are config overrides for both trainings, e.g. --set train.max_steps=100.
 set -euo pipefail
-teacher_steps=1600 student_steps=800 suffix="" models=(mu teacher student)
+long=false teacher_steps=1600 student_steps=800 suffix="" models=(mu teacher student)
 if [ "${1:-}" = --long ]; then
-    teacher_steps=2400 student_steps=1200 suffix=_long models=(mu teacher student student_2steps)
+    long=true teacher_steps=2400 student_steps=1200 suffix=_long models+=(student_2steps)
     shift
 fi
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -43,7 +43,7 @@ timed stage2_student "${run[@]}" --stage 2 --name $student --distill $(resume $s
 convert_model mu "ckpts/demo/$teacher" inference.comosvc.inference_steps=0
 convert_model teacher "ckpts/demo/$teacher"
 convert_model student "ckpts/demo/$student"
-if [ ${#models[@]} = 4 ]; then  # --long
+if $long; then
     convert_model student_2steps "ckpts/demo/$student" inference.comosvc.student_inference_steps=2
 fi
 score_models "${models[@]}"
