@@ -1,8 +1,8 @@
 """The demos' conversion pairs (run_demo.sh of both recipes): for each singer i (sorted by name) of
 a stage-1 ``test.json``, the held-out utterances of singers i, i-1 and i-2 (mod the number of
 singers), so every take is converted into its own singer (self-reconstruction) and into the next
-two. Writes ``FOLDER/<dataset>_<singer>.json``, one metadata list per target singer. ``--offsets 0``:
-self-reconstructions only (the intelligibility experiments of the recipe README).
+two. Writes ``FOLDER/<dataset>_<singer>.json``, one metadata list per target singer.
+``--offsets 0``: self-reconstructions only (the intelligibility experiments of the recipe README).
 
     python3 bins/bench/demo_pairs.py data/demo/processed/gtsinger_demo/test.json out/demo/pairs \
         [--offsets 0 1 2]
@@ -10,6 +10,7 @@ self-reconstructions only (the intelligibility experiments of the recipe README)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from utils.io import load_json, save_json
@@ -17,7 +18,7 @@ from utils.io import load_json, save_json
 OFFSETS = (0, 1, 2)
 
 
-def write_pairs(test: list[dict], folder: Path, offsets=OFFSETS) -> list[Path]:
+def write_pairs(test: list[dict], folder: Path, offsets: Sequence[int] = OFFSETS) -> list[Path]:
     """One list per target singer i: the utterances of the singers i - k for k in ``offsets``
     (module doc); returns the files written."""
     singers = sorted({u["Singer"] for u in test})

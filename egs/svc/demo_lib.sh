@@ -23,8 +23,8 @@ whisper_weights() {  # tiny.en (the demos' content features) and base (CER), con
     [ -f pretrained/whisper/base.pt ] || timed convert_whisper_base cantor convert-whisper-ct2 --model base pretrained/whisper/base.pt
 }
 
-# convert_model MODEL EXPERIMENT [K=V]: stage 3 of every pairs file (autoshift) into $out/MODEL (log:
-# convert.log)
+# convert_model MODEL EXPERIMENT [K=V]: stage 3 of every pairs file (autoshift) into $out/MODEL
+# (log: convert.log)
 convert_model() {
     local model=$1 expt=$2 set=${3:-}
     local overrides=()
@@ -42,8 +42,8 @@ convert_model() {
     timed "stage3_convert_$model" _convert
 }
 
-# score_models MODEL...: one `cantor eval` of the models' folders (self-reconstruction, similarity, the
-# key-shift control, FPC, CER in each source's language relative to copy synthesis) into
+# score_models MODEL...: one `cantor eval` of the models' folders (self-reconstruction, similarity,
+# the key-shift control, FPC, CER in each source's language relative to copy synthesis) into
 # $out/MODEL/metrics.tsv; what the models share (sources, copy syntheses, controls, references) is
 # computed once
 score_models() {
