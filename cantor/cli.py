@@ -3,6 +3,8 @@
 ``run`` so that ``cantor --help`` is instant."""
 from __future__ import annotations
 
+import utils.offline  # noqa: F401  first: usage reports off before any package is imported
+
 import argparse
 import importlib
 import logging

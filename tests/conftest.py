@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import utils.offline  # noqa: F401  first: usage reports off, as in every entry point
+
 import pytest
 import torch
 
 # Tiny test models run many times faster on one thread than on two competing ones.
 torch.set_num_threads(1)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = Path(os.environ.get("CANTOR_DEMO_DATA", ROOT.parent / "shared" / "data" / "gtsinger_demo"))
 

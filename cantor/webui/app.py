@@ -9,8 +9,6 @@ real-time factors, figure), ``/batch``, ``/train``, ``/train_status``, ``/cancel
 """
 from __future__ import annotations
 
-import os
-
 from cantor.webui.handlers import RequestError, WebUI, f0_extractors
 from cantor.webui.training import tensorboard_command
 
@@ -22,8 +20,7 @@ TIMER_SECONDS = 2.0
 
 
 def _gradio():
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    import gradio as gr
+    import gradio as gr  # analytics are off: utils.offline, imported with cantor.webui.handlers
     return gr
 
 
