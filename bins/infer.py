@@ -4,7 +4,8 @@ one song to a target singer in one command (the so-vits-svc-fork ``svc infer`` h
 The experiment folder alone decides everything about the model (teacher or distilled student,
 features, singers); the options below only steer this conversion. Exit status: 0 converted,
 1 the song could not be converted (the error names it), 2 bad options (a key shift beyond +-48
-semitones, an output path that is a folder), experiment or singer. Every error is one line naming
+semitones, an output path that is a folder), experiment, singer, or a model whose first output is
+full-scale noise (broken weights). Every error is one line naming
 the file; nothing is written unless the conversion succeeded.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from bins.svc.inference import add_trust_argument
 
 
 def semitones(text: str) -> int:
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(40), student default inference.student_inference_steps (1)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
+    add_trust_argument(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a conversion setting, e.g. --set vocoder.path=pretrained/bigvgan "
                              "(inference.*, vocoder.*, preprocess.whisper_path/contentvec_path)")
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from models.base.batch_convert import one_line_error
-    from models.base.converter import AUTOSHIFT, UnknownSingerError
+    from models.base.converter import AUTOSHIFT, BrokenModelError, UnknownSingerError
     from utils.audio import AudioError, check_output_file, save_wav
     song = Path(args.song)
     out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     except AudioError as e:
         print(f"error: -o {e}", file=sys.stderr)
         return 2
-    converter = load_converter(args.model, None, args.overrides, args.device, args.steps)
+    converter = load_converter(args.model, None, args.overrides, args.device, args.steps,
+                               args.trust_checkpoint)
     if converter is None:
         return 2
     try:
@@ -83,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
             result = converter.convert_file(song, args.singer,
                                             AUTOSHIFT if args.autoshift else args.transpose)
         save_wav(out, result.wav, result.sample_rate)
+    except BrokenModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # report any failure on this song with its name, as a user error
         print(f"error: {one_line_error(e, song)}", file=sys.stderr)
         return 1

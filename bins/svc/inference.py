@@ -9,7 +9,8 @@ Output: ``OUT/<source name>/<source name>_<SINGER>.wav``; a source's name is its
 without the extension, folders joined with "_" (``a/b/take.flac`` -> ``a_b_take``), or its Uid for
 a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named on one line;
 the others are converted), 2 bad arguments (a key shift beyond +-48 semitones, an output folder
-that is a file), config, checkpoint or target singer, found before any conversion.
+that is a file), config, checkpoint or target singer, found before any conversion, or a model
+whose first output is full-scale noise (broken weights; nothing written).
 """
 from __future__ import annotations
 
@@ -58,9 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "match the target singer's median F0 (default: 0)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
+    add_trust_argument(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a conversion setting, e.g. --set inference.inference_steps=10 "
                              "(inference.*, vocoder.*, preprocess.whisper_path/contentvec_path)")
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint`` (shared with ``cantor infer``)."""
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint that has no SHA-256 digest (none that Cantor writes "
+                             "lacks one); its weights must still be finite and of the size "
+                             "training produces (also: inference.trust_checkpoint = true)")
 
 
 def audio_dir_sources(folder: Path) -> list[tuple[str, Path]]:
@@ -104,17 +114,32 @@ def json_file_sources(path: Path) -> list[tuple[str, Path]]:
              else resolve_path(p)) for e in entries]
 
 
+def trusted(user, overrides: list[str]) -> bool:
+    """``inference.trust_checkpoint`` of the ``--config`` file ``user`` (a CantorConfig or None),
+    then of the ``--set`` overrides, read before the checkpoint is loaded.
+
+    Raises: ConfigError for a malformed override."""
+    from utils.config import parse_override
+    trust = bool(user and user.inference.trust_checkpoint)
+    for text in overrides:
+        value = parse_override(text).get("inference", {}).get("trust_checkpoint")
+        if value is not None:
+            trust = value is True
+    return trust
+
+
 def load_converter(expt: str, config: str | None, overrides: list[str], device: str | None,
-                   steps: int | None = None):
+                   steps: int | None = None, trust: bool = False):
     """The converter of ``expt`` (DiffComoSVC or VitsSVC, as its checkpoint says; or a so-vits-svc
-    4.1 G_*.pth with its config.json); prints the error and returns None when it cannot load."""
+    4.1 G_*.pth with its config.json); ``trust`` (or :func:`trusted`): accept a checkpoint without
+    a digest. Prints the error and returns None when it cannot load."""
     from models.base.checkpoint import CheckpointError
     from models.svc.registry import load_converter as load
     from processors.content import MissingWeightsError
     from utils.config import ConfigError, load_config
     try:
         user = load_config(config, overrides) if config else None
-        return load(expt, device, user, overrides, steps)
+        return load(expt, device, user, overrides, steps, trust or trusted(user, overrides))
     except (ConfigError, CheckpointError, MissingWeightsError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
@@ -124,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from models.base.batch_convert import convert_sources
-    from models.base.converter import UnknownSingerError
+    from models.base.converter import BrokenModelError, UnknownSingerError
     if not (args.infer_source_audio_dir or args.infer_source_file):
         print("error: give --infer_source_audio_dir or --infer_source_file", file=sys.stderr)
         return 2
@@ -140,14 +165,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    converter = load_converter(args.infer_expt_dir, args.config, args.overrides, args.device)
+    converter = load_converter(args.infer_expt_dir, args.config, args.overrides, args.device,
+                               trust=args.trust_checkpoint)
     if converter is None:
         return 2
     try:
         with logging_redirect_tqdm():
             failed = convert_sources(converter, sources, args.infer_target_speaker,
                                      args.infer_key_shift, args.infer_output_dir)
-    except UnknownSingerError as e:
+    except (UnknownSingerError, BrokenModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path, msg in failed:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from models.base.converter import SVCConverter
+from models.base.converter import BrokenModelError, SVCConverter
 from utils.audio import check_output_file, save_wav
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
     before its conversion, NaN/inf output, ...) is logged on one line with its path and skipped,
     nothing written for it; the others still convert.
     Returns: [(path, error message)] of the failed sources.
-    Raises: UnknownSingerError before anything is converted.
+    Raises: UnknownSingerError before anything is converted; BrokenModelError (the model's weights,
+        not a source) at the first source, nothing written.
     """
     converter.check_target(singer)
     failed: list[tuple[Path, str]] = []
@@ -48,6 +49,8 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
             check_output_file(out)
             result = converter.convert_file(path, singer, key_shift, name)
             save_wav(out, result.wav, result.sample_rate)
+        except BrokenModelError:
+            raise
         except Exception as e:  # one bad file (or output path) must not stop the others
             msg = one_line_error(e, path)
             log.error("skipped %s", msg)

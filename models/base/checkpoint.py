@@ -13,8 +13,10 @@ temporary sibling and renamed into place, so a run killed mid-save never leaves 
 ``step-*.pt``. Integrity: ``"sha256"`` holds :func:`state_digest` of everything else in the file,
 checked at load together with the model weights being finite, so flipped bytes or a training that
 diverged to NaN is an error naming the file instead of a model that sings noise (and
-:func:`save_checkpoint` never writes NaN/inf weights). Keys present in EVERY file (all that
-conversion reads):
+:func:`save_checkpoint` never writes NaN/inf weights). A file without a digest (none that Cantor
+writes) is refused unless the caller trusts it (``--trust-checkpoint``); it then has to pass a
+sanity check of its weights instead (finite, ``|w| <=`` :data:`MAX_WEIGHT_MAGNITUDE`). Keys present
+in EVERY file (all that conversion reads):
 
 - ``"format"``: :data:`FORMAT`.
 - ``"student"``: bool. False: ``"model"`` is a diffusion teacher (sample with the EDM sampler,
@@ -43,6 +45,7 @@ import hashlib
 import logging
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,10 @@ CONVERSION_KEYS = ("format", "student", "model", "config", "singers", "statistic
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 DIGEST_KEY = "sha256"
 BROKEN_SUFFIX = ".broken"
+# Largest |weight| a trusted checkpoint without a digest may hold. Trained weights and buffers of
+# both models stay within +-100 (embeddings, norm gains, the energy range; AdamW's weight decay
+# keeps them small), while random bytes read as float32 exceed 1e4 in nearly every tensor.
+MAX_WEIGHT_MAGNITUDE = 1e4
 
 
 class CheckpointError(ValueError):
@@ -178,31 +185,70 @@ def _non_finite_tensor(state: dict, prefix: str = "") -> str | None:
     return None
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint file to CPU with ``torch.load(weights_only=True)`` and check it: its
-    format, the conversion keys, its ``"sha256"`` digest (files written before digests existed
-    have none and skip this check) and that every weight of ``"model"`` (and of the resume
-    state's ``"training"/"model"``) is finite.
+def _oversized_weight(state: dict, prefix: str = "") -> tuple[str, float] | None:
+    """(key path, max |w|) of the first floating-point tensor below ``state`` whose magnitude
+    exceeds :data:`MAX_WEIGHT_MAGNITUDE`, or None."""
+    for key, value in state.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and value.numel():
+                peak = float(value.detach().abs().max())
+                if peak > MAX_WEIGHT_MAGNITUDE:
+                    return name, peak
+        elif isinstance(value, dict):
+            found = _oversized_weight(value, f"{name}.")
+            if found:
+                return found
+    return None
 
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load`` failed, in one line, without torch's advice to load the file with
+    ``weights_only=False`` (which would run whatever code a pickle holds)."""
+    text = str(error)
+    if "Weights only load failed" in text:
+        found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        detail = f": {found.group(1).strip()}" if found else ""
+        return f"its index is corrupt or holds objects other than tensors and plain data{detail}"
+    lines = text.strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
+    """Read a checkpoint file to CPU with ``torch.load(weights_only=True)`` and check it: its
+    format, the conversion keys, its ``"sha256"`` digest and that every weight of ``"model"``
+    (and of the resume state's ``"training"/"model"``) is finite.
+
+    Args:
+        trust: accept a file without a digest (``--trust-checkpoint``): its weights must then also
+            lie within +-:data:`MAX_WEIGHT_MAGNITUDE` (a warning says it was not verified).
     Returns: the dict described in the module doc.
     Raises:
-        CheckpointError: unreadable file, not a Cantor checkpoint, a conversion key missing, a
-            digest mismatch (the file was corrupted after it was written) or NaN/inf weights (a
-            diverged training); each message names the file.
+        CheckpointError: unreadable file, not a Cantor checkpoint, a conversion key missing, no
+            digest (unless ``trust``), a digest mismatch (the file was corrupted after it was
+            written), NaN/inf weights (a diverged training) or, for a trusted file, weights
+            beyond what training produces; each message is one line naming the file.
     """
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a corrupt file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as e:  # torch raises several types for a corrupt or foreign file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)}); use "
+                              f"another checkpoint") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path}: not a Cantor checkpoint (format {found!r}, expected {FORMAT!r})")
     missing = [k for k in CONVERSION_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if DIGEST_KEY not in data and not trust:
+        raise CheckpointError(f"{path}: no SHA-256 digest (every checkpoint Cantor writes has one), "
+                              f"so a corruption cannot be detected; if you trust this file, pass "
+                              f"--trust-checkpoint (or set inference.trust_checkpoint = true)")
     if DIGEST_KEY in data and state_digest(data) != data[DIGEST_KEY]:
         raise CheckpointError(f"{path}: corrupt checkpoint (its SHA-256 no longer matches the one "
                               f"stored when it was written); use another checkpoint")
@@ -210,6 +256,14 @@ def load_checkpoint(path: str | Path) -> dict:
     if bad:
         raise CheckpointError(f"{path}: weight {bad} holds NaN or inf (the training diverged, or "
                               f"the file is corrupt); use an earlier checkpoint")
+    if DIGEST_KEY not in data:
+        oversized = _oversized_weight({"model": data["model"]})
+        if oversized:
+            raise CheckpointError(f"{path}: weight {oversized[0]} reaches |w| = {oversized[1]:.3g}, "
+                                  f"beyond the {MAX_WEIGHT_MAGNITUDE:g} that training produces "
+                                  f"(the file holds garbage); use another checkpoint")
+        log.warning("%s has no SHA-256 digest; loaded because it is trusted (--trust-checkpoint), "
+                    "its weights are finite and within +-%g", path, MAX_WEIGHT_MAGNITUDE)
     return data
 
 

@@ -32,11 +32,12 @@ def converter_class(model_type: str) -> type[SVCConverter]:
 
 def load_converter(path: str | Path, device: str | None = None,
                    user_config: CantorConfig | None = None, overrides: Sequence[str] = (),
-                   steps: int | None = None) -> SVCConverter:
+                   steps: int | None = None, trust: bool = False) -> SVCConverter:
     """The converter of an experiment folder or checkpoint file, of whichever model it holds.
 
     A ``.pth`` file that is not a Cantor checkpoint is read as a so-vits-svc 4.1 generator with the
-    ``config.json`` beside it.
+    ``config.json`` beside it. ``trust``: accept a Cantor checkpoint without a digest
+    (:func:`models.base.checkpoint.load_checkpoint`).
     Raises: models.base.checkpoint.CheckpointError (no, unreadable or unsupported checkpoint),
         and as :meth:`SVCConverter.from_checkpoint`.
     """
@@ -48,6 +49,6 @@ def load_converter(path: str | Path, device: str | None = None,
             return converter_class("VitsSVC").from_checkpoint(path, checkpoint, device,
                                                               user_config, overrides, steps)
     file = conversion_checkpoint(path)
-    checkpoint = load_checkpoint(file)
+    checkpoint = load_checkpoint(file, trust)
     cls = converter_class(checkpoint["config"].get("model_type", "DiffComoSVC"))
     return cls.from_checkpoint(file, checkpoint, device, user_config, overrides, steps)
