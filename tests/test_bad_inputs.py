@@ -101,7 +101,30 @@ def conv(tmp_path_factory, demo_data):
         stats["demo"]["mel_max"] = [float("nan")] * len(stats["demo"]["mel_max"])
         save_checkpoint(path.parent, state["step"], {**state, "statistics": stats}, keep_last=0)
 
+    def bad_header(path: Path) -> None:   # the pickled index's first opcodes overwritten
+        data = bytearray(good.read_bytes())
+        at = data.find(b"\x80\x02")       # pickle protocol 2, the start of data.pkl
+        data[at:at + 4] = b"\xfe" * 4
+        path.write_bytes(bytes(data))
+
+    def undigested(weights) -> callable:  # no "sha256" entry, as a hand-made or foreign file
+        def write(path: Path) -> None:
+            model = {k: weights(v) if v.is_floating_point() else v
+                     for k, v in state["model"].items()}
+            torch.save({**{k: v for k, v in state.items() if k != "sha256"}, "model": model}, path)
+        return write
+
+    noise = torch.Generator().manual_seed(0)
     checkpoints = {
+        "bad_header": variant("bad_header", bad_header),
+        "undigested": variant("undigested", undigested(lambda v: v)),
+        # finite garbage of a plausible size: the model sings full-scale noise
+        "garbage": variant("garbage", undigested(
+            lambda v: 3 * torch.randn(v.shape, generator=noise))),
+        # random bytes read as float32 (NaN/inf zeroed): far beyond trained magnitudes
+        "random_bytes": variant("random_bytes", undigested(lambda v: torch.nan_to_num(
+            torch.randint(0, 256, (v.numel() * 4,), dtype=torch.uint8, generator=noise)
+            .view(torch.float32).reshape(v.shape), nan=0.0, posinf=0.0, neginf=0.0))),
         "flipped": variant("flipped", flip_bytes),
         "truncated": variant("truncated", lambda p: p.write_bytes(good.read_bytes()[:5000])),
         "empty": variant("empty", lambda p: p.write_bytes(b"")),
@@ -238,6 +261,11 @@ def test_conversion_makes_no_network_connection_and_writes_no_telemetry(conv, tm
     ("truncated", "not a readable checkpoint"),
     ("empty", "not a readable checkpoint"),
     ("diverged", "holds NaN or inf"),
+    ("bad_header", "not a readable checkpoint (its index is corrupt or holds objects other than "
+                   "tensors and plain data: Unsupported operand 254)"),
+    ("undigested", "no SHA-256 digest (every checkpoint Cantor writes has one), so a corruption "
+                   "cannot be detected; if you trust this file, pass --trust-checkpoint"),
+    ("garbage", "no SHA-256 digest"),
 ])
 def test_broken_checkpoints_are_refused_naming_the_file(conv, tmp_path, capsys, case, expected):
     root, _, checkpoints = conv
@@ -248,8 +276,38 @@ def test_broken_checkpoints_are_refused_naming_the_file(conv, tmp_path, capsys, 
         code, lines = run_cli(module, argv, capsys)
         assert code == 2
         assert lines == [f"error: {checkpoints[case]}: " + lines[0].split(": ", 2)[2]]
-        assert expected in lines[0]
+        assert expected in lines[0] and "weights_only" not in lines[0]
         assert not out.exists()                  # refused before any conversion
+
+
+def test_a_trusted_checkpoint_without_digest_converts(conv, tmp_path, capsys):
+    root, clip, _ = conv
+    for trust in (["--trust-checkpoint"], ["--set", "inference.trust_checkpoint=true"]):
+        out = tmp_path / f"{trust[0].strip('-')}.wav"
+        code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "undigested",
+                                      "-s", "demo_A", "-o", out, *trust], capsys)
+        assert code == 0, lines
+        assert sf.info(str(out)).frames == len(clip)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("random_bytes", "beyond the 10000 that training produces (the file holds garbage)"),
+    ("garbage", "broken weights, the first chunk synthesized for "),
+])
+def test_trusted_garbage_weights_stop_before_anything_is_written(conv, tmp_path, capsys, case,
+                                                                 expected):
+    """Trusted, a checkpoint without digest must still pass the weight sanity check; one that
+    passes it but sings full-scale noise stops at its first chunk, in a batch too."""
+    root, _, checkpoints = conv
+    out = tmp_path / "out"
+    for module, argv in ((stage3, stage3_args(root, out, root / case, "--trust-checkpoint")),
+                         (infer, [root / "songs/alto/take.wav", "-m", root / case, "-s", "demo_A",
+                                  "-o", out / "one.wav", "--trust-checkpoint"])):
+        code, lines = run_cli(module, argv, capsys)
+        assert code == 2
+        assert lines == [f"error: {checkpoints[case]}: " + lines[0].split(": ", 2)[2]]
+        assert expected in lines[0]
+        assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
 def test_non_finite_model_output_is_not_written(conv, tmp_path, capsys):
@@ -351,6 +409,34 @@ def test_config_errors_are_all_reported_at_once_naming_the_file(tmp_path, capsys
     code, lines = run_cli(check_config, [missing_base], capsys)
     assert code == 2 and len(lines) == 1
     assert "nowhere.json" in lines[0] and str(missing_base) in lines[0]
+
+
+def test_config_relations_and_non_finite_numbers_are_reported_with_the_other_errors(tmp_path,
+                                                                                   capsys):
+    demo = ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json"
+    config = tmp_path / "exp.json"
+    config.write_text(json.dumps({
+        "base_config": str(demo), "train": {"bacth_size": 4, "adamw": {
+            "lr": float("nan"), "betas": [0.9, 1.5], "weight_decay": float("inf")}},
+        "preprocess": {"n_mel": 80, "f0_min": 900.0, "f0_max": 100.0},
+        "model": {"comosvc": {"output_dim": 64}}}))
+    code, lines = run_cli(check_config, [config], capsys)
+    assert code == 2
+    assert lines[0] == "config error: 6 problems in the config:"
+    assert [line.strip() for line in lines[1:]] == [f"{config}: {text}" for text in (
+        "unknown key 'train.bacth_size'; did you mean 'train.batch_size'?",
+        "train.adamw.lr = nan must be a finite number > 0",
+        "train.adamw.weight_decay = inf must be a finite number >= 0",
+        "preprocess.f0_min = 900.0 must be below preprocess.f0_max = 100.0",
+        "train.adamw.betas = [0.9, 1.5] must be two numbers in [0, 1)",
+        "model.comosvc.output_dim = 64 must equal preprocess.n_mel = 80")]
+    # NaN through --set too; a refused value is not compared with others (its default would be)
+    code, lines = run_cli(check_config, [demo, "--set", "train.adamw.lr=NaN", "--set",
+                                         "preprocess.n_mel='eighty'"], capsys)
+    assert code == 2 and lines[0] == "config error: 2 problems in the config:"
+    assert [line.strip() for line in lines[1:]] == [
+        "--set preprocess.n_mel='eighty': preprocess.n_mel must be int, got 'eighty'",
+        "--set train.adamw.lr=NaN: train.adamw.lr = nan must be a finite number > 0"]
 
 
 # --- stage 1 --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from pathlib import Path
@@ -135,16 +136,32 @@ def _in_range(value, bounds) -> bool:
                 or (le is not None and value > le) or (lt is not None and value >= lt))
 
 
+_DOTTED_KEY = re.compile(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+\b")
+
+
 class _Validator:
     """One pass over a merged config dict: builds the dataclasses and collects every problem
-    (unknown key, wrong type, value outside its choices or range, a placeholder) as one line each."""
+    (unknown key, wrong type, value outside its choices or range, NaN/inf, a placeholder) as one
+    line each; ``refused`` holds the dotted paths (and their parents) whose value was refused and
+    replaced by the default."""
 
     def __init__(self, origin: dict, skip_placeholders=lambda path: False):
         self.origin, self.errors = origin, []
         self.skip_placeholders = skip_placeholders
+        self.refused: set[str] = set()
 
     def error(self, path: tuple, text: str) -> None:
         self.errors.append(f"{self.origin.get(path, 'defaults')}: {text}")
+        self.refused.update(".".join(path[:n]) for n in range(1, len(path) + 1))
+
+    def involves_refused(self, key: str, message: str) -> bool:
+        """Whether the relation check ``key`` / ``message`` (:func:`utils.schema.relation_errors`)
+        reads a refused value: its key, a dotted key named in the message, or a key of its own
+        section named by its last part (e.g. ``search_seconds`` beside ``block_seconds``)."""
+        section = key.rpartition(".")[0]
+        named = set(_DOTTED_KEY.findall(message)) | {
+            f"{section}.{word}" for word in re.findall(r"\b[a-z_][a-z0-9_]*\b", message)}
+        return bool(({key} | named) & self.refused)
 
     def convert(self, value: Any, tp, path: tuple, meta=None):
         """``value`` checked against the annotation ``tp`` (and the field metadata ``meta``) and
@@ -176,6 +193,10 @@ class _Validator:
             self.error(path, f"{where} must be {_type_name(tp)}, got {value!r}")
             return None
         meta = meta or {}
+        if tp is float and not math.isfinite(value):
+            bounds = f" {_range_text(meta['range'])}" if "range" in meta else ""
+            self.error(path, f"{where} = {value!r} must be a finite number{bounds}")
+            return None
         if isinstance(value, str) and _PLACEHOLDER.match(value) and not self.skip_placeholders(path):
             self.error(path, f"{where} is still the placeholder {value!r}: set it to a real value")
             return None
@@ -222,9 +243,10 @@ def _validate(data: dict, origin: dict, source: str, check_datasets: bool) -> Ca
 
     v = _Validator(origin, skip)
     cfg = v.build(CantorConfig, data, ())
-    if not v.errors:
-        v.errors += [f"{origin.get(tuple(key.split('.')), source)}: {key} {msg}"
-                     for key, msg in relation_errors(cfg)]
+    # Relations too, whatever else is wrong, but none that reads a refused value (its default
+    # stands in, so the relation would report a value the user did not write).
+    v.errors += [f"{origin.get(tuple(key.split('.')), source)}: {key} {msg}"
+                 for key, msg in relation_errors(cfg) if not v.involves_refused(key, msg)]
     if check_datasets:
         v.errors += [f"{origin.get(('dataset',), source)}: dataset '{name}' has no dataset_path "
                      f"entry" for name in cfg.dataset
@@ -258,8 +280,9 @@ def load_config(path: str | Path, overrides: list[str] = (), check_datasets: boo
         ConfigError: a missing, unreadable or unparsable file (naming the config whose
             base_config points to it), or every problem of the merged config at once, one line
             each: unknown key (with the nearest known key), wrong type, a value outside its
-            choices or range, a relation between keys (:func:`utils.schema.relation_errors`), a
-            placeholder such as ``"[Opencpop path]"``.
+            choices or range, NaN or inf for any float, a relation between keys
+            (:func:`utils.schema.relation_errors`, checked whatever else is wrong unless it reads
+            a refused value), a placeholder such as ``"[Opencpop path]"``.
     """
     origin: dict = {}
     merged = _load_tree(Path(path), origin)
