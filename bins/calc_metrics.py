@@ -10,8 +10,10 @@ cents, V/UV error) against the key-shifted source F0, the log-mel global varianc
 recordings (GV, dB), speaker similarity to the target singer's references, to the source and, for
 the key-shift control (the source merely key-shifted by the same semitones), the control's
 similarity and the output's gain over it; with ``--language`` the CER of Whisper transcripts of
-output vs source, and with ``--copy_synthesis`` the same for the vocoder-only copy synthesis of the
-source, so CER can be read relative to what the vocoder allows. See evaluation/README.md.
+output vs source (also capped at 1 per take, and its median in the mean rows) and the content
+distance (Whisper encoder features of output vs source, DTW-aligned; no transcription), and with
+``--copy_synthesis`` the CER of the vocoder-only copy synthesis of the source, so CER can be read
+relative to what the vocoder allows. See evaluation/README.md.
 
 Demo (held-out songs converted with run.sh stage 3 into OUT, self-reconstructions included):
     cantor eval OUT --source data/demo/processed/gtsinger_demo/test.json \\
@@ -61,12 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", metavar="CODE|auto",
                         help="compute CER in this Whisper language (en, zh, de, ...), or 'auto': each "
                              "source's language as Whisper detects it (needs a multilingual "
-                             "--whisper_path). Default: no CER")
+                             "--whisper_path), and the content distance. Default: neither")
     parser.add_argument("--cer_sources", action="append", default=[], metavar="GLOB",
-                        help="with --language, limit CER to sources whose name or path matches "
+                        help="with --language, limit CER and content distance to sources whose "
+                             "name or path matches "
                              "one of these globs, e.g. '*EN-*' (repeatable; default: all)")
     parser.add_argument("--whisper_path", default="pretrained/whisper/base.pt",
-                        help="complete openai-whisper checkpoint for CER (default: %(default)s, made "
+                        help="complete openai-whisper checkpoint for CER and content distance "
+                             "(default: %(default)s, made "
                              "by `cantor convert-whisper-ct2 --model base`)")
     parser.add_argument("--copy_synthesis", action="store_true",
                         help="with --language: also transcribe each source resynthesised by the "

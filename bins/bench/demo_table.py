@@ -4,8 +4,12 @@ each model's ``metrics.tsv`` (``cantor eval``) and ``convert.log`` (stage 3's cl
 Columns: self-reconstruction MCD (dB), F0 RMSE (cents) and GV (dB) (the ``MEAN self`` row: held-out
 takes converted into their own singer, scored against the real take); for the conversions into
 other singers (``kind`` cross): similarity to the target, gain over the key-shift control and how
-many outputs beat it, FPC, CER relative to the copy synthesis; the real-time factor of the whole
-stage 3 (all pairs files: seconds taken / seconds of audio).
+many outputs beat it, FPC; over every output (both kinds) with CER: CER relative to the copy
+synthesis (mean ``cer`` / mean ``cer_copy``), the mean of CER capped at 1 per take
+(``cer_capped``), the median CER, the capped ratio (mean ``cer_capped`` / mean of ``cer_copy``
+capped at 1) and the mean content distance (Whisper encoder features against the source's,
+``content_distance``); the real-time factor of the whole stage 3 (all pairs files: seconds taken /
+seconds of audio). A column an older metrics.tsv lacks shows as "-".
 
     python3 bins/bench/demo_table.py out/demo [--models mu teacher student student_2steps]
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -47,17 +52,25 @@ def model_row(folder: Path) -> dict:
     cross = [r for r in outputs if r["kind"] == "cross"]
 
     def mean(rs: list[dict], key: str) -> float:
-        values = [r[key] for r in rs if not math.isnan(r[key])]
+        values = [r.get(key, math.nan) for r in rs]
+        values = [v for v in values if not math.isnan(v)]
         return sum(values) / len(values) if values else math.nan
 
     gains = [r["sim_gain"] for r in cross if not math.isnan(r["sim_gain"])]
+    cers = [r["cer"] for r in outputs if not math.isnan(r["cer"])]
     both = [r for r in outputs if not (math.isnan(r["cer"]) or math.isnan(r["cer_copy"]))]
     copy = mean(both, "cer_copy")
+    copy_capped = sum(min(r["cer_copy"], 1.0) for r in both) / len(both) if both else math.nan
     return {"mcd": mean(self_rows, "mcd_db"), "f0": mean(self_rows, "f0_rmse_cents"),
             "gv": mean(self_rows, "gv_db"), "sim": mean(cross, "sim_target"),
             "gain": sum(gains) / len(gains) if gains else math.nan,
             "wins": f"{sum(g > 0 for g in gains)}/{len(gains)}", "fpc": mean(cross, "fpc"),
             "cer_rel": mean(both, "cer") / copy if both and copy > 0 else math.nan,
+            "cer_capped": mean(outputs, "cer_capped"),
+            "cer_median": statistics.median(cers) if cers else math.nan,
+            "cer_capped_rel": mean(both, "cer_capped") / copy_capped if both and copy_capped > 0
+            else math.nan,
+            "content": mean(outputs, "content_distance"),
             "rtf": real_time_factor(folder / "convert.log")}
 
 
@@ -67,11 +80,14 @@ def markdown(rows: dict[str, dict]) -> str:
         return "-" if math.isnan(value) else f"{value:{'+' if sign else ''}.{digits}f}"
 
     lines = ["| model | self-rec. MCD dB | F0 RMSE cents | GV dB | sim. to target | gain over key-shift "
-             "control (beat it) | FPC | CER / copy synthesis | RTF |", "|---" * 9 + "|"]
+             "control (beat it) | FPC | CER / copy synthesis | CER capped at 1 | CER median | "
+             "capped CER / copy synthesis | content distance | RTF |", "|---" * 13 + "|"]
     for name, r in rows.items():
         lines.append(f"| {LABELS.get(name, name)} | {f(r['mcd'], 2)} | {f(r['f0'], 0)} | "
                      f"{f(r['gv'], 2, True)} | {f(r['sim'], 3)} | {f(r['gain'], 3, True)} ({r['wins']}) | "
-                     f"{f(r['fpc'], 3)} | {f(r['cer_rel'], 2)} | {f(r['rtf'], 3)} |")
+                     f"{f(r['fpc'], 3)} | {f(r['cer_rel'], 2)} | {f(r['cer_capped'], 3)} | "
+                     f"{f(r['cer_median'], 3)} | {f(r['cer_capped_rel'], 2)} | "
+                     f"{f(r['content'], 3)} | {f(r['rtf'], 3)} |")
     return "\n".join(lines)
 
 
