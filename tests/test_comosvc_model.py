@@ -67,7 +67,9 @@ def test_shapes_and_padding_do_not_change_real_frames():
     assert float(f[1, :, 13:].abs().max()) == 0.0
 
     losses = model.loss(batch)
-    assert set(losses) == {"loss", "edm_loss", "prior_loss", "ssim_loss"}
+    assert set(losses) == {"loss", "edm_loss", "prior_loss", "ssim_loss", "predicted"}
+    assert set(losses["predicted"]) == {"mu", "denoised"}
+    assert losses["predicted"]["mu"].shape == losses["predicted"]["denoised"].shape == (2, n_mel, 20)
     w = model.cfg.train
     expected = (w.edm_loss_weight * losses["edm_loss"] + w.prior_loss_weight * losses["prior_loss"]
                 + w.ssim_loss_weight * losses["ssim_loss"])

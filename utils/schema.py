@@ -56,6 +56,9 @@ class PreprocessConfig:
     content_features: list[str] = field(default_factory=lambda: ["whisper", "contentvec"])
     # openai-whisper checkpoint (pretrained/whisper/<name>.pt); its size picks the model.
     whisper_path: str = "pretrained/whisper/medium.pt"
+    # Which Whisper features: 0 = the encoder's final output (after ln_post); k >= 1 = the
+    # residual stream after encoder block k (tiny has 4 blocks, base 6, medium 24).
+    whisper_layer: int = bounded(0, ge=0)
     # fairseq checkpoint_best_legacy_500.pt or a folder made by `cantor convert-contentvec`.
     contentvec_path: str = "pretrained/contentvec/checkpoint_best_legacy_500.pt"
     # True: layer 12 through final_proj (256-d, Amphion); False: layer 12 as is (768-d, so-vits-svc 4).
@@ -203,6 +206,20 @@ class SchedulerConfig:
 
 
 @dataclass
+class ContentLossConfig:
+    """The content-consistency loss (modules/losses/content.py): predicted and real mels mapped to
+    Whisper's input and compared through a frozen Whisper encoder."""
+
+    # 0: off. Weight of the mean (1 - cosine) of the two encoders' frame features.
+    weight: float = bounded(0.0, ge=0)
+    # The Whisper encoder it runs ("" = preprocess.whisper_path).
+    whisper_path: str = ""
+    # Also on the teacher's denoised output D(x; sigma) of the EDM loss, not only on mu (a
+    # distillation always scores the student's one-step output).
+    denoised: bool = True
+
+
+@dataclass
 class VitsTrainConfig:
     """Loss weights of VitsSVC (so-vits-svc 4.1: c_mel 45, c_kl 1, c_lf0 1; VITS' feature
     matching x2)."""
@@ -254,6 +271,7 @@ class TrainConfig:
     prior_loss_form: str = choice("amphion", "mse")
     # SSIM form: amphion = on mel + 6 (Amphion's bias); unit = on (mel + 1) / 2 in [0, 1].
     ssim_form: str = choice("amphion", "unit")
+    content_loss: ContentLossConfig = field(default_factory=ContentLossConfig)
     vits: VitsTrainConfig = field(default_factory=VitsTrainConfig)
 
 
@@ -307,6 +325,9 @@ class InferenceConfig:
     batch_size: int = bounded(4, ge=1)
     # Round the autoshift interval to whole semitones.
     autoshift_round: bool = True
+    # Load a checkpoint that has no SHA-256 digest (as --trust-checkpoint; its weights are then
+    # sanity-checked instead, models/base/checkpoint.py).
+    trust_checkpoint: bool = False
 
 
 @dataclass

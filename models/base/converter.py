@@ -54,6 +54,17 @@ class NonFiniteAudioError(ValueError):
     nothing is written for it."""
 
 
+class BrokenModelError(ValueError):
+    """The first batch the model synthesized is mostly full-scale noise: its weights are broken
+    (the message names the checkpoint). Every song would fail alike, so a batch stops here."""
+
+
+# A first synthesized batch whose samples are at full scale (|x| >= FULL_SCALE) for more than
+# MAX_FULL_SCALE_SHARE of its length comes from broken weights; singing, even clipped, has a few %.
+FULL_SCALE = 0.99
+MAX_FULL_SCALE_SHARE = 0.5
+
+
 def auto_device() -> str:
     """"cuda" when a GPU is visible to torch, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -229,11 +240,10 @@ class SVCConverter:
         Returns: :class:`Conversion`, its wav of the same length as ``wav``.
         Raises: UnknownSingerError; ValueError for a signal shorter than one hop or a key shift
             beyond processors.pitch_shift.MAX_KEY_SHIFT; the pitch tracker's F0Error;
-            NonFiniteAudioError when the model's output holds NaN or inf.
+            NonFiniteAudioError when the model's output holds NaN or inf; BrokenModelError when
+            its first batch is mostly at full scale.
         """
-        from processors.content import CONTENT_SAMPLE_RATE
         from processors.features import acoustic_features
-        import soxr
 
         self.check_target(singer)
         pcfg, hop = self.cfg.preprocess, self.cfg.preprocess.hop_size
@@ -249,10 +259,7 @@ class SVCConverter:
         if len(audible) < len(chunks):
             log.info("%s: %d of %d chunks are silent (peak below -60 dBFS) and stay silent", name,
                      len(chunks) - len(audible), len(chunks))
-        content = {}
-        if audible and self.extractors:
-            wav16 = soxr.resample(wav, self.sample_rate, CONTENT_SAMPLE_RATE, quality="HQ")
-            content = {n: ex.extract([wav16], [len(f0)])[0] for n, ex in self.extractors.items()}
+        content = self.content_features(wav, len(f0)) if audible else {}
         self.timings.features += self.sync() - t0
 
         joiner = CrossfadeJoiner(chunks, hop)
@@ -262,6 +269,8 @@ class SVCConverter:
             batch = self._batch([chunks[i] for i in group], f0, feats["energy"], content,
                                 self.singers[singer])
             audio = self.synthesize(batch, singer, generator)
+            if group is groups[0]:
+                self._check_not_saturated(audio, [chunks[i].n_frames * hop for i in group], name)
             for row, i in enumerate(group):
                 joiner.add(i, audio[row, :chunks[i].n_frames * hop])
         out = np.zeros(len(wav), dtype=np.float32)
@@ -274,6 +283,31 @@ class SVCConverter:
         self.timings.audio += len(wav) / self.sample_rate
         self.timings.files += 1
         return Conversion(out, self.sample_rate, shift, chunks)
+
+    def content_features(self, wav: np.ndarray, n_frames: int) -> dict[str, np.ndarray]:
+        """The content features conversion feeds the model: ``wav`` ((samples,) float32 at
+        ``sample_rate`` Hz) resampled to 16 kHz (soxr HQ) and encoded by every extractor, aligned
+        to ``n_frames`` mel frames: {name: float32 (n_frames, dim)}; {} without extractors.
+        (Stage 1 decodes the file at 16 kHz directly; bins/bench/feature_parity.py measures the
+        difference.)"""
+        from processors.content import CONTENT_SAMPLE_RATE
+        import soxr
+
+        if not self.extractors:
+            return {}
+        wav16 = soxr.resample(wav, self.sample_rate, CONTENT_SAMPLE_RATE, quality="HQ")
+        return {n: ex.extract([wav16], [n_frames])[0] for n, ex in self.extractors.items()}
+
+    def _check_not_saturated(self, audio: np.ndarray, lengths: list[int], name: str) -> None:
+        """Raise BrokenModelError when the (B, samples) ``audio`` of a batch, its first
+        ``lengths[b]`` samples per row, is at full scale for more than MAX_FULL_SCALE_SHARE."""
+        valid = np.concatenate([audio[row, :n] for row, n in enumerate(lengths)])
+        share = np.count_nonzero(np.abs(valid) >= FULL_SCALE) / max(valid.size, 1)
+        if share > MAX_FULL_SCALE_SHARE:
+            raise BrokenModelError(
+                f"{self.checkpoint_path or 'the loaded checkpoint'}: broken weights, the first "
+                f"chunk synthesized for {name} is {share:.0%} full-scale samples (|x| >= "
+                f"{FULL_SCALE}); conversion stopped, nothing written")
 
     def _batch(self, chunks: list[Chunk], f0: np.ndarray, energy: np.ndarray,
                content: dict[str, np.ndarray], singer_id: int) -> dict[str, torch.Tensor]:

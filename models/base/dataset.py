@@ -10,9 +10,12 @@ One example (:meth:`SVCDataset.__getitem__`, numpy, ``t`` <= ``cfg.train.max_fra
 ``mel`` (n_mel, t) normalised to [-1, 1]; ``f0`` (t,) Hz, 0 where unvoiced; ``uv`` (t,) bool, True =
 unvoiced; ``energy`` (t,); ``singer`` int (global id); one (t, D) array per content feature; with
 ``preprocess.extract_audio``, ``audio`` (t * hop_size,) float32, the waveform of the same frames
-(``<dataset>/audios/<Uid>.npy``). :func:`collate` pads a list of them with zeros into the model
+(``<dataset>/audios/<Uid>.npy``); with ``train.content_loss.weight`` > 0, ``mel_min`` and
+``mel_max`` (n_mel,), the dataset's normalisation range (for the content-consistency loss).
+:func:`collate` pads a list of them with zeros into the model
 batch: ``mel`` (B, n_mel, T), ``f0``, ``energy`` (B, T) float, ``uv`` and ``mask`` (B, T) bool (mask
-True = real frame), ``singer`` (B,) long, content (B, T, D), ``audio`` (B, T * hop_size).
+True = real frame), ``singer`` (B,) long, content (B, T, D), ``audio`` (B, T * hop_size),
+``mel_min`` / ``mel_max`` (B, n_mel).
 """
 from __future__ import annotations
 
@@ -221,6 +224,8 @@ class SVCDataset(Dataset):
         out.update({name: np.array(arrays[name][sl], np.float32) for name in self.content_dims})
         if audio is not None:
             out["audio"] = np.array(audio[start * hop:(start + t) * hop], np.float32)
+        if self.cfg.train.content_loss.weight > 0:
+            out["mel_min"], out["mel_max"] = lo, hi
         return out
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict:

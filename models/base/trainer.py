@@ -69,14 +69,30 @@ log = logging.getLogger(__name__)
 
 class _LossForward(nn.Module):
     """Makes ``model.loss`` the forward pass, so that accelerate's DDP wrapper (gradient
-    synchronisation) and autocast (mixed precision) apply to it."""
+    synchronisation) and autocast (mixed precision) apply to it; adds the content-consistency
+    loss (``train.content_loss``, modules/losses/content.py) on the mels the model's loss
+    returns under "predicted": the mean over them, logged as "content_loss" and added to "loss"
+    with ``train.content_loss.weight``. The Whisper encoder lives here, outside the model's state
+    dict, so checkpoints do not carry it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, content_loss: nn.Module | None = None,
+                 content_weight: float = 0.0):
         super().__init__()
         self.model = model
+        self.content_loss = content_loss
+        self.content_weight = content_weight
 
     def forward(self, batch: dict, part: str | None = None) -> dict:
-        return self.model.loss(batch) if part is None else self.model.loss(batch, part=part)
+        out = self.model.loss(batch) if part is None else self.model.loss(batch, part=part)
+        predicted = out.pop("predicted", None)
+        if self.content_loss is not None and part in (None, "generator"):
+            if not predicted:
+                raise ConfigError(f"train.content_loss.weight > 0, but {type(self.model).__name__}"
+                                  f" gives no predicted mel to score; set it to 0")
+            terms = [self.content_loss(mel, batch) for mel in predicted.values()]
+            out["content_loss"] = sum(terms) / len(terms)
+            out["loss"] = out["loss"] + self.content_weight * out["content_loss"]
+        return out
 
 
 class BaseTrainer:
@@ -154,8 +170,12 @@ class BaseTrainer:
         self._rng = None
         if state is not None:
             self._load_training_state(state, source)
-        self.loss_module, *prepared = self.acc.prepare(_LossForward(self.model),
-                                                       *self.optimizers.values())
+        content = None
+        if t.content_loss.weight > 0:
+            from modules.losses.content import ContentConsistencyLoss
+            content = ContentConsistencyLoss(cfg).to(self.acc.device)
+        self.loss_module, *prepared = self.acc.prepare(
+            _LossForward(self.model, content, t.content_loss.weight), *self.optimizers.values())
         self.optimizers = dict(zip(self.optimizers, prepared))
         self.checked_modules = [m for m in self.model.modules()
                                 if hasattr(m, "raise_deferred_errors")]
@@ -431,7 +451,9 @@ class BaseTrainer:
             for batch in self.valid_loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 n = batch["mask"].shape[0]
-                for k, v in self.model.loss(batch).items():
+                losses = self.model.loss(batch)
+                losses.pop("predicted", None)
+                for k, v in losses.items():
                     sums[k] += float(v) * n
         self.model.train()
         return {k: v / len(self.valid_set) for k, v in sums.items()}

@@ -13,7 +13,7 @@ from processors.content import check_content_dims, load_content_extractors
 from processors.content.base import CONTENT_SAMPLE_RATE
 from utils.audio import AudioError, load_audio
 from utils.paths import resolve_path
-from utils.io import save_npy
+from utils.io import load_json, save_json, save_npy
 from utils.schema import CantorConfig
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,26 @@ def _is_valid(path: Path, shape: tuple[int, int]) -> bool:
     except (OSError, ValueError, EOFError):
         return False
     return arr.dtype == np.float32 and arr.shape == shape
+
+
+SETTINGS_FILE = "content_settings.json"
+
+
+def content_settings(cfg: CantorConfig) -> dict[str, dict]:
+    """What each configured content feature is computed with: {"whisper": {"path", "layer"},
+    "contentvec": {"path", "final_proj"}} for the names in ``preprocess.content_features``."""
+    p = cfg.preprocess
+    known = {"whisper": {"path": p.whisper_path, "layer": p.whisper_layer},
+             "contentvec": {"path": p.contentvec_path, "final_proj": p.contentvec_final_proj}}
+    return {name: known[name] for name in p.content_features if name in known}
+
+
+def changed_features(dataset_dir: Path, settings: dict[str, dict]) -> list[str]:
+    """Names whose settings differ from those recorded in ``<dataset_dir>/content_settings.json``
+    (a feature with no record counts as unchanged: its files were made before records existed)."""
+    path = dataset_dir / SETTINGS_FILE
+    old = load_json(path) if path.is_file() else {}
+    return [n for n, v in settings.items() if n in old and old[n] != v]
 
 
 def extract_content_for_dataset(cfg: CantorConfig, dataset_dir: Path, utterances: list[dict],
@@ -43,6 +63,11 @@ def extract_content_for_dataset(cfg: CantorConfig, dataset_dir: Path, utterances
         ``cfg.model.condition_encoder.whisper_dim`` / ``contentvec_dim``, or unusable weights).
     """
     names = list(cfg.preprocess.content_features)
+    settings = content_settings(cfg)
+    stale = changed_features(dataset_dir, settings)
+    if stale:
+        log.warning("%s: content settings changed for %s (%s); recomputing those features",
+                    dataset_dir.name, ", ".join(stale), SETTINGS_FILE)
     dims = {name: getattr(cfg.model.condition_encoder, f"{name}_dim", None) for name in names}
     skipped: list[tuple[str, str]] = []
     pending: list[tuple[dict, int, list[str]]] = []  # (utterance, T, features to write)
@@ -54,10 +79,11 @@ def extract_content_for_dataset(cfg: CantorConfig, dataset_dir: Path, utterances
             skipped.append((utt["Uid"], f"no readable mel {mel_path}: {e}"))
             continue
         todo = [n for n in names
-                if overwrite or not _is_valid(dataset_dir / n / f"{utt['Uid']}.npy", (n_frames, dims[n]))]
+                if overwrite or n in stale or not _is_valid(dataset_dir / n / f"{utt['Uid']}.npy", (n_frames, dims[n]))]
         if todo:
             pending.append((utt, n_frames, todo))
     if not pending:
+        save_json(dataset_dir / SETTINGS_FILE, settings)
         return skipped
     device = "cuda" if torch.cuda.is_available() else "cpu"
     extractors = load_content_extractors(cfg.preprocess, device)
@@ -87,6 +113,7 @@ def extract_content_for_dataset(cfg: CantorConfig, dataset_dir: Path, utterances
                 for (uid, _, _), f in zip(items, feats):
                     save_npy(dataset_dir / name / f"{uid}.npy", f)
             bar.update(len(pending[b:b + batch_size]))
+    save_json(dataset_dir / SETTINGS_FILE, settings)
     for uid, reason in skipped:
         log.warning("content features: skipped %s: %s", uid, reason)
     return skipped

@@ -2,8 +2,10 @@
 Supervision") through the openai-whisper package, from a local checkpoint in openai's format
 (``{"dims": ModelDimensions fields, "model_state_dict": ...}``; any size, ``large-v3``'s 128 mel bins
 included), or an encoder-only checkpoint of ``cantor convert-whisper-ct2`` (dims: only the n_mels and
-n_audio_* fields; state: only ``encoder.*``). Only the audio encoder is built. The feature is the encoder's final output, after its last
-LayerNorm (``ln_post``): (frames, d_model), one frame every 20 ms, frame j centred at 20j ms.
+n_audio_* fields; state: only ``encoder.*``). Only the audio encoder is built. The feature is the
+encoder's final output, after its last LayerNorm (``ln_post``), or with ``preprocess.whisper_layer``
+= k >= 1 the residual stream after its k-th block (no LayerNorm): (frames, d_model), one frame
+every 20 ms, frame j centred at 20j ms.
 """
 from __future__ import annotations
 
@@ -57,6 +59,27 @@ def load_whisper_encoder(path: Path) -> torch.nn.Module:
     return encoder
 
 
+def encoder_features(encoder: torch.nn.Module, mel: torch.Tensor, layer: int = 0) -> torch.Tensor:
+    """openai-whisper's AudioEncoder forward pass on a log-mel of any length up to 30 s, stopping
+    after block ``layer`` (0: every block and ``ln_post``, the encoder's own output).
+
+    Args: mel: (B, n_mels, M) whisper log-mel (``whisper.log_mel_spectrogram``: 100 frames/s), M <=
+        3000; layer: 0, or 1 .. number of blocks.
+    Returns: (B, ceil(M / 2), d_model), frame j centred at 20j ms; differentiable in ``mel``.
+    Raises: ValueError for a layer outside 0 .. number of blocks.
+    """
+    import torch.nn.functional as F
+
+    if not 0 <= layer <= len(encoder.blocks):
+        raise ValueError(f"preprocess.whisper_layer = {layer}: this encoder has "
+                         f"{len(encoder.blocks)} blocks (0 = its final output)")
+    x = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).permute(0, 2, 1)
+    x = (x + encoder.positional_embedding[:x.shape[1]]).to(x.dtype)
+    for block in encoder.blocks[:layer or len(encoder.blocks)]:
+        x = block(x)
+    return encoder.ln_post(x) if layer == 0 else x
+
+
 class WhisperExtractor(ContentExtractor):
     """Whisper encoder output aligned to mel frames; see :class:`ContentExtractor` for ``extract``.
 
@@ -77,6 +100,10 @@ class WhisperExtractor(ContentExtractor):
         self.encoder = encoder.to(self.device).eval()
         self.n_mels = encoder.conv1.in_channels
         self.dim = encoder.ln_post.normalized_shape[0]
+        self.layer = pcfg.whisper_layer
+        if not 0 <= self.layer <= len(encoder.blocks):
+            raise ValueError(f"preprocess.whisper_layer = {self.layer}: this encoder has "
+                             f"{len(encoder.blocks)} blocks (0 = its final output)")
 
     @classmethod
     def from_config(cls, pcfg: PreprocessConfig, device: str | torch.device) -> "WhisperExtractor":
@@ -91,7 +118,7 @@ class WhisperExtractor(ContentExtractor):
         mels = torch.stack([
             whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(w)), self.n_mels,
                                         device=self.device) for w in windows])
-        out = self.encoder(mels).float().cpu().numpy()
+        out = encoder_features(self.encoder, mels, self.layer).float().cpu().numpy()
         return [out[i, :-(-len(w) // self.samples_per_frame)] for i, w in enumerate(windows)]
 
     @torch.inference_mode()
@@ -105,18 +132,12 @@ class WhisperExtractor(ContentExtractor):
         Returns: float32 (ceil(samples / 320), dim). Raises: ValueError for more than 30 s.
         """
         import whisper
-        import torch.nn.functional as F
 
         if len(wav_16k) > N_AUDIO_CTX * self.samples_per_frame:
             raise ValueError(f"a short window holds at most 30 s, got {len(wav_16k)} samples")
-        enc = self.encoder
         n_out = -(-len(wav_16k) // self.samples_per_frame)
         padding = n_out * self.samples_per_frame - len(wav_16k)  # to whole encoder frames
         mel = whisper.log_mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav_16k)),
                                           self.n_mels, padding=padding, device=self.device)
-        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel[None]))))
-        x = x.permute(0, 2, 1)
-        x = (x + enc.positional_embedding[:x.shape[1]]).to(x.dtype)
-        for block in enc.blocks:
-            x = block(x)
-        return enc.ln_post(x)[0, :n_out].float().cpu().numpy()
+        feats = encoder_features(self.encoder, mel[None], self.layer)
+        return feats[0, :n_out].float().cpu().numpy()

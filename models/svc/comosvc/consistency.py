@@ -38,6 +38,17 @@ def consistency_distillation_loss(edm: EDM, student: Network, target: Network, t
         generator: optional, for reproducible draws of n and eps (on y's device).
     Returns: scalar tensor (gradient only into the student).
     """
+    return consistency_distillation_terms(edm, student, target, teacher, y, mu, mask,
+                                          n_timesteps, generator)[0]
+
+
+def consistency_distillation_terms(edm: EDM, student: Network, target: Network, teacher: Network,
+                                   y: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor,
+                                   n_timesteps: int, generator: torch.Generator | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`consistency_distillation_loss` and the student's estimate of the clean mel,
+    f(x_{n+1}, t_{n+1}) (B, n_mel, T), with its gradient (a one-step sample at t_{n+1} =
+    sigma_max)."""
     t = karras_sigmas(n_timesteps, edm.sigma_min, edm.sigma_max, edm.rho, y.device).flip(0)
     t = t.to(y.dtype)
     n = torch.randint(0, n_timesteps - 1, (y.shape[0],), device=y.device, **seeded(generator))
@@ -49,7 +60,7 @@ def consistency_distillation_loss(edm: EDM, student: Network, target: Network, t
         x_hat = edm.heun_step(teacher, x_next, t_next, t_n, mu, mask)
         aim = edm.denoise(target, x_hat, t_n, mu, mask)
     m = mask[:, None, :].to(y.dtype)
-    return (((pred - aim) ** 2) * m).sum() / (m.sum() * y.shape[1]).clamp(min=1.0)
+    return (((pred - aim) ** 2) * m).sum() / (m.sum() * y.shape[1]).clamp(min=1.0), pred
 
 
 @torch.no_grad()

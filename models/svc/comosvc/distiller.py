@@ -12,7 +12,8 @@ import copy
 import torch
 from torch import nn
 
-from models.svc.comosvc.consistency import consistency_distillation_loss, consistency_sample, ema_update
+from models.svc.comosvc.consistency import (consistency_distillation_terms, consistency_sample,
+                                            ema_update)
 from models.svc.comosvc.model import ComoSVC
 from utils.config import ConfigError
 from utils.schema import CantorConfig
@@ -53,13 +54,15 @@ class ComoSVCDistiller(nn.Module):
         self.target.load_state_dict(self.teacher.decoder.state_dict())
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"loss", "consistency_loss"} (the same scalar) on a model batch (see ComoSVC.loss)."""
+        """{"loss", "consistency_loss"} (the same scalar) on a model batch (see ComoSVC.loss),
+        and "predicted": {"student": the student's clean-mel estimate (B, n_mel, T)} for the
+        trainer's content-consistency loss."""
         with torch.no_grad():
             mu = self.teacher.encode(batch)
-        loss = consistency_distillation_loss(
+        loss, pred = consistency_distillation_terms(
             self.edm, self.student, self.target, self.teacher.decoder, batch["mel"], mu,
             batch["mask"], self.cfg.model.comosvc.n_timesteps)
-        return {"loss": loss, "consistency_loss": loss}
+        return {"loss": loss, "consistency_loss": loss, "predicted": {"student": pred}}
 
     def trainable_parameters(self):
         """The student decoder's parameters."""

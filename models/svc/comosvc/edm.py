@@ -147,6 +147,12 @@ class EDM:
         ln(sigma) ~ N(P_mean, P_std^2) and x = y + sigma (eps + mu).
 
         Returns: scalar tensor. ``generator`` (on y's device) makes the draws reproducible."""
+        return self.loss_and_denoised(net, y, mu, mask, generator)[0]
+
+    def loss_and_denoised(self, net: Network, y: torch.Tensor, mu: torch.Tensor,
+                          mask: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`loss` and the denoised mel D(x; sigma) (B, n_mel, T) it was computed from."""
         b = y.shape[0]
         z = torch.randn(b, device=y.device, dtype=y.dtype, **seeded(generator))
         sigma = (self.P_mean + self.P_std * z).exp()
@@ -154,7 +160,7 @@ class EDM:
         d = self.denoise(net, self.add_noise(y, sigma, mu, eps), sigma, mu, mask)
         err = _per_item(self.loss_weight(sigma), y) * (d - y) ** 2
         m = mask[:, None, :].to(y.dtype)
-        return (err * m).sum() / (m.sum() * y.shape[1]).clamp(min=1.0)
+        return (err * m).sum() / (m.sum() * y.shape[1]).clamp(min=1.0), d
 
     def ode_derivative(self, net: Network, x: torch.Tensor, sigma: torch.Tensor | float,
                        mu: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

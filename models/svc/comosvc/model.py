@@ -84,18 +84,23 @@ class ComoSVC(nn.Module):
         """Training losses on a model batch.
 
         Returns: {"loss": weighted total, "edm_loss", "prior_loss", "ssim_loss"} scalar tensors;
-        weights train.edm_loss_weight, prior_loss_weight, ssim_loss_weight.
+        weights train.edm_loss_weight, prior_loss_weight, ssim_loss_weight; and "predicted":
+        {"mu": mu, "denoised": the EDM loss's D(x; sigma)} (B, n_mel, T) for the trainer's
+        content-consistency loss ("denoised" only with ``train.content_loss.denoised``).
         """
         mel, mask, train = batch["mel"], batch["mask"], self.cfg.train
         mu = self.encode(batch)
+        edm_loss, denoised = self.edm.loss_and_denoised(self.decoder, mel, mu, mask)
         losses = {
-            "edm_loss": self.edm.loss(self.decoder, mel, mu, mask),
+            "edm_loss": edm_loss,
             "prior_loss": prior_loss(mu, mel, mask, train.prior_loss_form),
             "ssim_loss": masked_ssim_loss(mu, mel, mask, train.ssim_form),
         }
         losses["loss"] = (train.edm_loss_weight * losses["edm_loss"]
                           + train.prior_loss_weight * losses["prior_loss"]
                           + train.ssim_loss_weight * losses["ssim_loss"])
+        losses["predicted"] = ({"mu": mu, "denoised": denoised} if train.content_loss.denoised
+                               else {"mu": mu})
         return losses
 
     def trainable_parameters(self):
