@@ -3,9 +3,10 @@ one song to a target singer in one command (the so-vits-svc-fork ``svc infer`` h
 
 The experiment folder alone decides everything about the model (teacher or distilled student,
 features, singers); the options below only steer this conversion. Exit status: 0 converted,
-1 the song could not be converted (the error names it), 2 bad options (a key shift beyond +-48
-semitones, an output path that is a folder), experiment, singer, or a model whose first output is
-full-scale noise (broken weights). Every error is one line naming
+1 the song could not be converted (the error names it) or the output not written (a full disk;
+the error names the output and the free space), 2 bad options (a missing song, a key shift beyond
++-48 semitones, an output path that is a folder or not writable), experiment, singer, or a model
+whose first output is full-scale noise (broken weights). Every error is one line naming
 the file; nothing is written unless the conversion succeeded.
 """
 from __future__ import annotations
@@ -67,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from models.base.batch_convert import one_line_error
     from models.base.converter import AUTOSHIFT, BrokenModelError, UnknownSingerError
     from utils.audio import AudioError, check_output_file, save_wav
+    from utils.io import WriteError
     song = Path(args.song)
+    if not song.is_file():
+        print(f"error: {song}: {'is a folder' if song.is_dir() else 'no such file'}; give the "
+              f"song to convert", file=sys.stderr)
+        return 2
     out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
     try:
         check_output_file(out)
@@ -91,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     except BrokenModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:  # e.g. a full disk; an earlier file of that name is kept
+        print(f"error: -o {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # report any failure on this song with its name, as a user error
         print(f"error: {one_line_error(e, song)}", file=sys.stderr)
         return 1

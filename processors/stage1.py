@@ -47,7 +47,7 @@ from processors.shards import load_shards, remove_shards, save_shard, shard_of
 from processors.statistics import dataset_statistics
 from utils.audio import AudioError, load_audio
 from utils.paths import resolve_path
-from utils.io import atomic_write, load_json, save_json, save_npy
+from utils.io import atomic_write, check_writable, load_json, save_json, save_npy
 from utils.schema import CantorConfig, PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,8 @@ def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: boo
         processors.f0.F0ExtractorUnavailable: the pitch tracker's package is not importable.
         processors.content.MissingWeightsError / ValueError: absent or unusable content model
             weights (checked before any work, processors.content.check_content_weights).
+        utils.io.WriteError: ``processed_dir`` is not writable (checked before any work), or a
+            feature file could not be written (a full disk; the run stops, nothing half-written).
     """
     if shard is not None and merge_shards:
         raise ValueError("stage 1 runs one shard or merges the shards, not both")
@@ -342,6 +344,7 @@ def run_stage1(cfg: CantorConfig, num_workers: int | None = None, overwrite: boo
         check_content_weights(cfg.preprocess, cfg.model.condition_encoder)
     workers = resolve_workers(cfg.preprocess.num_workers if num_workers is None else num_workers)
     processed = resolve_path(cfg.preprocess.processed_dir)
+    check_writable(processed)
     summary = {}
     for name, (reader, root) in datasets.items():
         log.info("%s: reading %s", name, root)

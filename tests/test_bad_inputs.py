@@ -383,6 +383,72 @@ def test_infer_unreadable_song_and_unknown_singer(conv, tmp_path, capsys):
     assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 200 kB tmpfs at ``tmp_path/small`` (mounting needs root, as in CI; skipped otherwise),
+    unmounted afterwards. Returns (its folder, fill): ``fill(n)`` leaves only ``n`` bytes free."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {r.stderr.strip()}")
+
+    def fill(leave: int) -> None:
+        (folder / "filler").write_bytes(b"\0" * (shutil.disk_usage(folder).free - leave))
+
+    yield folder, fill
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_infer_on_a_full_disk_names_the_output_and_keeps_the_earlier_file(conv, small_disk,
+                                                                           capsys):
+    root, _, _ = conv
+    folder, fill = small_disk
+    out = folder / "out.wav"
+    out.write_bytes(b"an earlier output")
+    fill(8192)                                     # the 1.5 s output needs 66 kB
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "teacher", "-s",
+                                  "demo_A", "-o", out], capsys)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith(f"error: -o {out}: cannot be written: No space "
+                                                   f"left on device (")
+    assert re.search(rf"\(\d+(\.\d)? k?B free in {re.escape(str(folder))}\)$", lines[0])
+    assert out.read_bytes() == b"an earlier output" and no_temporaries(folder)
+
+
+def test_stage3_on_a_full_disk_stops_naming_the_output(conv, small_disk, capsys):
+    root, _, _ = conv
+    folder, fill = small_disk
+    fill(8192)
+    code, lines = run_cli(stage3, ["--infer_expt_dir", root / "teacher", "--infer_output_dir",
+                                   folder / "out", "--infer_source_audio_dir", root / "songs",
+                                   "--infer_target_speaker", "demo_A"], capsys)
+    assert code == 1
+    out = folder / "out" / "alto_take" / "alto_take_demo_A.wav"
+    assert lines[-1].startswith(f"error: {out}: cannot be written: No space left on device (")
+    assert lines[-1].endswith("; stopped") and len(error_lines(lines)) == 1
+    assert not out.exists() and no_temporaries(folder)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(conv, capsys):
+    root, _, _ = conv
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "teacher", "-s",
+                                  "demo_A", "-o", "/proc/nope/out.wav"], capsys)
+    assert code == 2 and lines == ["error: -o /proc/nope/out.wav: cannot be written, /proc is not "
+                                   "writable (No such file or directory)"]
+    code, lines = run_cli(stage3, stage3_args(root, Path("/proc/nope"), root / "teacher"), capsys)
+    assert code == 2 and lines == ["error: /proc/nope: cannot be written, /proc is not writable "
+                                   "(No such file or directory)"]
+
+
+def test_infer_missing_song_is_reported_before_the_model_loads(conv, tmp_path, capsys):
+    root, _, _ = conv
+    song = tmp_path / "nowhere.wav"
+    code, lines = run_cli(infer, [song, "-m", tmp_path / "no_model", "-s", "demo_A"], capsys)
+    assert code == 2 and lines == [f"error: {song}: no such file; give the song to convert"]
+
+
 # --- configs --------------------------------------------------------------------------------------
 
 def test_config_errors_are_all_reported_at_once_naming_the_file(tmp_path, capsys):
@@ -476,6 +542,30 @@ def test_stage1_redoes_broken_feature_files(corpus, tmp_path, capsys):
     assert untouched.stat().st_mtime_ns == stamp          # the intact one was not redone
     assert len(json.loads((feats / "train.json").read_text())) + \
         len(json.loads((feats / "test.json").read_text())) == 2
+
+
+def test_stage1_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_space(corpus, tmp_path,
+                                                                                 small_disk,
+                                                                                 capsys):
+    folder, fill = small_disk
+    processed = folder / "processed"
+    fill(24 * 1024)                       # the settings fit, not both utterances' features
+    args = ["--config", corpus, "--set", f"preprocess.processed_dir={processed}"]
+    code, lines = run_cli(stage1, args, capsys)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"preprocess: {processed / 'demo'}/")
+    assert re.search(r": cannot be written: (No space left on device|short write \(\d+ requested "
+                     rf"and \d+ written\)) \(\d+(\.\d)? k?B free in {re.escape(str(folder))}",
+                     lines[0]), lines[0]
+    assert no_temporaries(folder)
+    for npy in processed.rglob("*.npy"):  # what was written is whole
+        np.load(npy)
+    (folder / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,size=4m", str(folder)], check=True)
+    code, _ = run_cli(stage1, args, capsys)
+    assert code == 0
+    assert len(json.loads((processed / "demo" / "train.json").read_text())) + \
+        len(json.loads((processed / "demo" / "test.json").read_text())) == 2
 
 
 class _Payload:

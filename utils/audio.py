@@ -2,6 +2,7 @@
 16-bit PCM without clipping. Waveforms are 1-D float32 numpy arrays in [-1, 1], rates in Hz."""
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from utils.io import atomic_write
+from utils.io import WriteError, atomic_write, check_writable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
@@ -53,8 +54,9 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
 
 
 def check_output_file(path: str | Path) -> Path:
-    """``path`` if a file can be written there: it is not a folder and no existing parent of it is
-    a file (checked before any conversion work, so a bad output path costs nothing).
+    """``path`` if a file can be written there: it is not a folder, no existing parent of it is a
+    file and its nearest existing folder is writable (checked before any conversion work, so a
+    bad output path costs nothing; no folder is created).
 
     Raises: AudioError naming the path and the problem.
     """
@@ -67,6 +69,10 @@ def check_output_file(path: str | Path) -> Path:
             if not parent.is_dir():
                 raise AudioError(f"{path}: cannot be written, {parent} is a file, not a folder")
             break
+    try:
+        check_writable(path)
+    except WriteError as e:
+        raise AudioError(str(e)) from None
     return path
 
 
@@ -75,7 +81,9 @@ def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
     clipped).
 
     Raises: AudioError (nothing written) if ``wav`` holds NaN or inf samples, or ``path`` is not
-        writable as a file (:func:`check_output_file`).
+        writable as a file (:func:`check_output_file`); utils.io.WriteError (one line: the path
+        and the free space; any earlier file there kept) when the write itself fails, e.g. on a
+        full disk.
     """
     wav = np.asarray(wav, dtype=np.float32)
     if not np.all(np.isfinite(wav)):
@@ -85,5 +93,8 @@ def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak > 1.0:
         wav = wav * (0.999 / peak)
-    atomic_write(path, lambda tmp: sf.write(str(tmp), wav, sample_rate, subtype="PCM_16",
-                                            format="WAV"))
+    # Encoded in memory, then written as bytes: a full disk is then an OSError with its errno
+    # (libsndfile itself says only "System error").
+    data = io.BytesIO()
+    sf.write(data, wav, sample_rate, subtype="PCM_16", format="WAV")
+    atomic_write(path, lambda tmp: tmp.write_bytes(data.getbuffer()))

@@ -1,10 +1,13 @@
 """Atomic writes: every file is written to a temporary sibling, flushed, then renamed into place, so
-a killed run never leaves a half-written file under its final name."""
+a killed run never leaves a half-written file under its final name. A write that fails for want of
+space or permission raises :class:`WriteError`, one line naming the file and the free space; the
+temporary is removed and any earlier file of that name is kept."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -15,21 +18,88 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(OSError):
+    """A file that could not be written (no space, no permission, read-only or absent folder);
+    the message is one line naming the file, the reason and the free space there."""
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as "812 B", "10.2 kB", "3.4 MB", "1.2 GB" (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def existing_folder(path: Path) -> Path:
+    """The nearest existing ancestor folder of ``path`` (``path`` itself when it is one)."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            return folder
+    return Path(path.anchor or ".")
+
+
+def free_space(path: str | Path) -> str:
+    """Free space of the filesystem holding ``path`` (or its nearest existing folder), e.g. "10.2
+    kB free in /mnt/out"; "free space unknown" when it cannot be read."""
+    folder = existing_folder(Path(path))
+    try:
+        return f"{human_bytes(shutil.disk_usage(folder).free)} free in {folder}"
+    except OSError:
+        return "free space unknown"
+
+
+def write_error(path: Path, error: OSError) -> WriteError:
+    """A :class:`WriteError` for ``path`` from the OSError a write raised (numpy's short write has
+    no errno: "58480 requested and 10208 written")."""
+    if isinstance(error, WriteError):
+        return error
+    reason = error.strerror or str(error) if error.errno else f"short write ({error})"
+    return WriteError(f"{path}: cannot be written: {reason} ({free_space(path.parent)})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed."""
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed.
+
+    Raises: WriteError (one line: the file, the reason, the free space) when the folder cannot be
+        made, the temporary cannot be created, or the write raises an OSError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        failure = write_error(path, e) if isinstance(e, OSError) else None  # free space with tmp
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if failure is not None:
+            raise failure from None
         raise
+
+
+def check_writable(path: str | Path) -> None:
+    """Check before any work that ``path`` (a file, or a folder to write into) can be created: a
+    temporary file is made and removed in its nearest existing folder (no folder is created).
+
+    Raises: WriteError naming ``path`` and why (read-only, no permission, ...).
+    """
+    path = Path(path)
+    folder = existing_folder(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cantor-probe.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise WriteError(f"{path}: cannot be written, {folder} is not writable "
+                         f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:

@@ -8,9 +8,10 @@ so-vits-svc 4.1 G_*.pth with its config.json beside it).
 Output: ``OUT/<source name>/<source name>_<SINGER>.wav``; a source's name is its path below DIR
 without the extension, folders joined with "_" (``a/b/take.flac`` -> ``a_b_take``), or its Uid for
 a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named on one line;
-the others are converted), 2 bad arguments (a key shift beyond +-48 semitones, an output folder
-that is a file), config, checkpoint or target singer, found before any conversion, or a model
-whose first output is full-scale noise (broken weights; nothing written).
+the others are converted; or an output that cannot be written, e.g. on a full disk, which stops
+the batch), 2 bad arguments (a key shift beyond +-48 semitones, an output folder that is a file or
+not writable), config, checkpoint or target singer, found before any conversion, or a model whose
+first output is full-scale noise (broken weights; nothing written).
 """
 from __future__ import annotations
 
@@ -150,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.base.batch_convert import convert_sources
     from models.base.converter import BrokenModelError, UnknownSingerError
+    from utils.io import WriteError, check_writable
     if not (args.infer_source_audio_dir or args.infer_source_file):
         print("error: give --infer_source_audio_dir or --infer_source_file", file=sys.stderr)
         return 2
@@ -162,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir = Path(args.infer_output_dir)
         if output_dir.exists() and not output_dir.is_dir():
             raise ValueError(f"--infer_output_dir {output_dir}: is a file, not a folder")
-    except ValueError as e:
+        check_writable(output_dir)
+    except (ValueError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     converter = load_converter(args.infer_expt_dir, args.config, args.overrides, args.device,
@@ -176,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     except (UnknownSingerError, BrokenModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:  # a full disk: the batch stopped at this output
+        print(f"error: {e}; stopped", file=sys.stderr)
+        return 1
     for path, msg in failed:
         print(f"failed: {msg}", file=sys.stderr)
     return 1 if failed else 0

@@ -62,12 +62,14 @@ def run(args: argparse.Namespace) -> int:
     from processors.stage1 import run_stage1
     from models.vocoders.formats import check_vocoder
     from utils.config import ConfigError, load_config
+    from utils.io import WriteError
     try:
         cfg = load_config(args.config, args.overrides, check_datasets=True)
         check_vocoder(cfg, args.config)
         summary = run_stage1(cfg, num_workers=args.num_workers, overwrite=args.overwrite,
                              shard=args.shard, merge_shards=args.merge_shards)
-    except (ConfigError, MetadataError, F0ExtractorUnavailable, MissingWeightsError, ValueError) as e:
+    except (ConfigError, MetadataError, F0ExtractorUnavailable, MissingWeightsError, ValueError,
+            WriteError) as e:
         print(f"preprocess: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from models.base.converter import BrokenModelError, SVCConverter
 from utils.audio import check_output_file, save_wav
+from utils.io import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
     nothing written for it; the others still convert.
     Returns: [(path, error message)] of the failed sources.
     Raises: UnknownSingerError before anything is converted; BrokenModelError (the model's weights,
-        not a source) at the first source, nothing written.
+        not a source) at the first source, nothing written; WriteError (a full disk: every later
+        output would fail too) when an output cannot be written, the batch stops there.
     """
     converter.check_target(singer)
     failed: list[tuple[Path, str]] = []
@@ -49,7 +51,7 @@ def convert_sources(converter: SVCConverter, sources: Sequence[tuple[str, Path]]
             check_output_file(out)
             result = converter.convert_file(path, singer, key_shift, name)
             save_wav(out, result.wav, result.sample_rate)
-        except BrokenModelError:
+        except (BrokenModelError, WriteError):
             raise
         except Exception as e:  # one bad file (or output path) must not stop the others
             msg = one_line_error(e, path)
