@@ -1,0 +1,75 @@
+"""Does the model use its content input? (issue 27) Self-reconstructs takes three ways, laid out for
+``cantor eval`` (``<out>/<mode>/<Uid>/<Uid>_<singer>.wav``):
+
+- ``normal``: as conversion does;
+- ``zero``: every content feature set to 0 (F0, energy and singer unchanged);
+- ``swap``: the content features of another take (the next one in the list, repeated or cut to
+  this take's length).
+
+If CER and content distance barely move between ``normal`` and the others, the output's words do
+not come from the content input.
+
+    python3 bins/bench/content_ablation.py EXPERIMENT --source data/.../train.json --out DIR
+        [--takes 10] [--set inference.comosvc.inference_steps=0]
+    cantor eval DIR/normal DIR/zero DIR/swap --source data/.../train.json --language auto \\
+        --whisper_path pretrained/whisper/base.pt --copy_synthesis --config CFG
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("normal", "zero", "swap")
+
+
+def fit_length(feats: np.ndarray, n_frames: int) -> np.ndarray:
+    """(F, D) features tiled or cut to (n_frames, D)."""
+    reps = -(-n_frames // len(feats))
+    return np.tile(feats, (reps, 1))[:n_frames]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment")
+    parser.add_argument("--source", required=True, help="a stage-1 list (train.json / test.json)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--takes", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="K=V",
+                        help="conversion config override (repeatable)")
+    args = parser.parse_args(argv)
+
+    from models.svc.registry import load_converter
+    from utils.audio import load_audio, save_wav
+    from utils.io import load_json
+    from utils.paths import resolve_path
+
+    conv = load_converter(args.experiment, device="cpu", overrides=args.set)
+    utts = load_json(args.source)[:args.takes]
+    wavs = [load_audio(resolve_path(u["Path"]), conv.sample_rate) for u in utts]
+    hop = conv.cfg.preprocess.hop_size
+    own = [conv.content_features(w, len(w) // hop) for w in wavs]
+    real_features = conv.content_features
+    for mode in MODES:
+        for i, (utt, wav) in enumerate(zip(utts, wavs)):
+            other = own[(i + 1) % len(own)]
+            if mode == "normal":
+                conv.content_features = real_features
+            elif mode == "zero":
+                conv.content_features = lambda w, n, f=own[i]: {k: np.zeros_like(v)
+                                                                for k, v in f.items()}
+            else:
+                conv.content_features = lambda w, n, f=other: {k: fit_length(v, n)
+                                                               for k, v in f.items()}
+            singer = f"{utt['Dataset']}_{utt['Singer']}"
+            out = conv.convert(wav, singer, 0.0, name=utt["Uid"])
+            path = Path(args.out) / mode / utt["Uid"] / f"{utt['Uid']}_{singer}.wav"
+            save_wav(path, out.wav, out.sample_rate)
+        print(f"{mode}: {len(utts)} takes -> {Path(args.out) / mode}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
