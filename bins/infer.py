@@ -12,10 +12,13 @@ the file; nothing is written unless the conversion succeeded.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from bins.svc.inference import add_trust_argument
+
+log = logging.getLogger(__name__)
 
 
 def semitones(text: str) -> int:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from models.base.batch_convert import one_line_error
     from models.base.converter import AUTOSHIFT, BrokenModelError, UnknownSingerError
     from utils.audio import AudioError, check_output_file, save_wav
-    from utils.io import WriteError
+    from utils.io import WriteError, output_lock
     song = Path(args.song)
     if not song.is_file():
         print(f"error: {song}: {'is a folder' if song.is_dir() else 'no such file'}; give the "
@@ -90,10 +93,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        with logging_redirect_tqdm():
+        with logging_redirect_tqdm(), output_lock(out) as other:
+            if other is not None:
+                log.warning("%s: another run (pid %d) is writing it too; the one that finishes "
+                            "last replaces the other's output", out, other)
             result = converter.convert_file(song, args.singer,
                                             AUTOSHIFT if args.autoshift else args.transpose)
-        save_wav(out, result.wav, result.sample_rate)
+            save_wav(out, result.wav, result.sample_rate)
     except BrokenModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

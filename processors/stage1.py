@@ -11,6 +11,7 @@ bad config fails before any work):
    and fit the config (shapes, n_mel, frame count for its duration) is not recomputed unless
    ``overwrite``, so a killed run resumes where it stopped. ``acoustic_settings.json`` records the
    preprocess keys the features depend on; when they change, the old features are deleted first.
+   Temporaries a killed run left there are deleted first (not by a shard: others may be writing).
    With ``preprocess.extract_audio`` (VitsSVC) the decoded waveform goes to ``audios/<Uid>.npy``
    too; an utterance whose features are valid but whose waveform is missing only gets the
    waveform, so a cache made for DiffComoSVC serves VitsSVC without recomputing the rest;
@@ -47,7 +48,8 @@ from processors.shards import load_shards, remove_shards, save_shard, shard_of
 from processors.statistics import dataset_statistics
 from utils.audio import AudioError, load_audio
 from utils.paths import resolve_path
-from utils.io import atomic_write, check_writable, load_json, save_json, save_npy
+from utils.io import (atomic_write, check_writable, load_json, remove_stale_temporaries, save_json,
+                      save_npy)
 from utils.schema import CantorConfig, PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,9 @@ def compute_acoustic_features(dataset_dir: Path, utterances: list[dict], cfg: Pr
     Returns: ({Uid: duration s} of utterances with valid features, {Uid: skip reason}).
     """
     reset_if_settings_changed(dataset_dir, cfg, exclusive)
+    if exclusive:  # a shard leaves them: other shards may be writing beside it
+        for folder in (dataset_dir, *(dataset_dir / f for f in (*FEATURE_DIRS.values(), AUDIO_DIR))):
+            remove_stale_temporaries(folder, (".npy", ".json", ".tsv"))
     valid = set() if overwrite else {u["Uid"] for u in utterances
                                      if outputs_valid(dataset_dir, u, cfg)}
     audio_only = set() if not cfg.extract_audio else {

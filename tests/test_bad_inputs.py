@@ -16,8 +16,11 @@ import os
 import pickle
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ import torch
 from bins import check_config, infer
 from bins.svc import inference as stage3
 from bins.svc import preprocess as stage1
+from models.base.batch_convert import output_path
 from models.base.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints,
                                     save_checkpoint, state_digest)
 from tests.inference_fixtures import CLIP, SR, write_conversion_setup
@@ -449,6 +453,101 @@ def test_infer_missing_song_is_reported_before_the_model_loads(conv, tmp_path, c
     assert code == 2 and lines == [f"error: {song}: no such file; give the song to convert"]
 
 
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def plant_lock(output: Path, pid: int) -> Path:
+    """A lock file of ``output`` as utils.io.output_lock writes it, held by ``pid``."""
+    from utils.io import lock_path
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(output)
+    lock.write_text(f"{socket.gethostname()} {pid}\n")
+    return lock
+
+
+def test_stage3_killed_mid_batch_resumes_without_converting_again(conv, tmp_path, capsys):
+    root, clip, _ = conv
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in "abc":
+        sf.write(str(src / f"{name}.wav"), clip, SR)
+    out = tmp_path / "out"
+    argv = ["--infer_expt_dir", root / "teacher", "--infer_output_dir", out,
+            "--infer_source_audio_dir", src, "--infer_target_speaker", "demo_A"]
+    first = out / "a" / "a_demo_A.wav"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bins/svc/inference.py"), *map(str, argv)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not first.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "stage 3 did not start"
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    stamp = first.stat().st_mtime_ns
+    # what a kill during a write leaves: a 0-byte temporary and the lock of a dead run
+    (out / "b").mkdir(exist_ok=True)
+    (out / "b" / ".b_demo_A.wav.k1ll3d9x.tmp").write_bytes(b"")
+    plant_lock(out / "b" / "b_demo_A.wav", dead_pid())
+    code, lines = run_cli(stage3, argv, capsys)
+    assert code == 0 and not error_lines(lines)
+    assert first.stat().st_mtime_ns == stamp                    # not converted again
+    for name in "abc":
+        assert sf.info(str(out / name / f"{name}_demo_A.wav")).frames == len(clip)
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))   # no temporary, no lock
+    code, _ = run_cli(stage3, [*argv, "--overwrite"], capsys)
+    assert code == 0 and first.stat().st_mtime_ns != stamp
+
+
+def test_an_output_another_run_is_writing_is_named_in_a_warning(conv, tmp_path, capsys):
+    root, clip, _ = conv
+    out = tmp_path / "one.wav"
+    lock = plant_lock(out, os.getpid())                    # a live process holds it
+    code, lines = run_cli(infer, [root / "songs/alto/take.wav", "-m", root / "teacher", "-s",
+                                  "demo_A", "-o", out], capsys)
+    assert code == 0 and sf.info(str(out)).frames == len(clip)
+    assert lines == [f"{out}: another run (pid {os.getpid()}) is writing it too; the one that "
+                     f"finishes last replaces the other's output"]
+    assert lock.exists()                                    # the other run's lock is left alone
+    folder = tmp_path / "batch"
+    held = output_path(folder, "alto_take", "demo_A")
+    plant_lock(held, os.getpid())
+    code, lines = run_cli(stage3, ["--infer_expt_dir", root / "teacher", "--infer_output_dir",
+                                   folder, "--infer_source_audio_dir", root / "songs",
+                                   "--infer_target_speaker", "demo_A"], capsys)
+    assert code == 0 and not held.exists()
+    assert f"skipped {root / 'songs/alto/take.wav'}: another run (pid {os.getpid()}) is writing " \
+           f"{held}" in lines
+
+
+def test_truncated_wav_and_a_folder_named_like_audio_are_warned_about(conv, tmp_path, capsys,
+                                                                      caplog):
+    root, clip, _ = conv
+    src = tmp_path / "src"
+    src.mkdir()
+    whole = src / "cut.wav"
+    sf.write(str(whole), clip, SR, subtype="PCM_16")
+    data = whole.read_bytes()
+    whole.write_bytes(data[:44 + 2 * (len(clip) // 2)])    # the second half lost
+    (src / "folder.wav").mkdir()
+    with caplog.at_level(logging.WARNING):
+        code, _ = run_cli(stage3, ["--infer_expt_dir", root / "teacher", "--infer_output_dir",
+                                   tmp_path / "out", "--infer_source_audio_dir", src,
+                                   "--infer_target_speaker", "demo_A"], capsys)
+    assert code == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{src / 'folder.wav'}: skipped, a folder named like an audio file (the audio files in it "
+        f"are still found)",
+        f"{whole}: truncated, its header declares {len(clip)} samples but only "
+        f"{len(clip) // 2} are present (50 %); using what is there"]
+    assert sf.info(str(tmp_path / "out/cut/cut_demo_A.wav")).frames == len(clip) // 2
+
+
 # --- configs --------------------------------------------------------------------------------------
 
 def test_config_errors_are_all_reported_at_once_naming_the_file(tmp_path, capsys):
@@ -566,6 +665,18 @@ def test_stage1_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_space
     assert code == 0
     assert len(json.loads((processed / "demo" / "train.json").read_text())) + \
         len(json.loads((processed / "demo" / "test.json").read_text())) == 2
+
+
+def test_stage1_removes_the_temporaries_of_a_killed_run(corpus, tmp_path, capsys):
+    code, _ = run_cli(stage1, ["--config", corpus], capsys)
+    assert code == 0
+    mels = tmp_path / "processed" / "demo" / "mels"
+    stale = [mels / ".alto_song_take.npy.k1ll3d9x.tmp", mels.parent / ".train.json.k1ll3d9x.tmp"]
+    for p in stale:
+        p.write_bytes(b"\x93NUMPY")
+    code, _ = run_cli(stage1, ["--config", corpus], capsys)
+    assert code == 0 and not any(p.exists() for p in stale)
+    assert no_temporaries(tmp_path / "processed")
 
 
 class _Payload:

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# The temporaries atomic_path makes: ".<final name>.<8 random characters>.tmp".
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class WriteError(OSError):
@@ -124,3 +131,97 @@ def save_json(path: str | Path, obj: Any) -> None:
 
 def load_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def lock_path(path: str | Path) -> Path:
+    """The lock file of an output: ``.<name>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+def lock_owner(path: str | Path) -> int | None:
+    """PID of the live process that holds the lock of ``path`` (a process on another host, which
+    cannot be checked, counts as live), or None: no lock, an unreadable one, or its process is gone
+    (a killed run's stale lock)."""
+    try:
+        host, pid = lock_path(path).read_text(encoding="utf-8").split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path) -> Iterator[int | None]:
+    """Hold the lock file of the output ``path`` while it is produced; yields None, or the PID of
+    another live run that already holds it (this run then holds nothing). A stale lock is taken
+    over. Missing folders of ``path`` are made, and removed again on exit when still empty, so a
+    failed output leaves no trace.
+
+    Raises: WriteError when the lock cannot be created (no space, no permission)."""
+    path = Path(path)
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    lock = lock_path(path)
+    owner = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+            except FileExistsError:
+                owner = lock_owner(path)
+                if owner is not None:
+                    break
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()  # stale: its run was killed
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            owner = None
+            break
+    except OSError as e:
+        raise write_error(lock, e) from None
+    try:
+        yield owner
+    finally:
+        if owner is None:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def remove_stale_temporaries(folder: str | Path, suffixes: tuple[str, ...],
+                             recursive: bool = False) -> int:
+    """Delete what killed runs left in ``folder`` (below it too when ``recursive``): temporaries of
+    :func:`atomic_path` whose final name ends with one of ``suffixes``, and stale lock files, but
+    nothing of an output a live run holds the lock of.
+
+    Returns: the number of files removed (each is logged)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in (folder.rglob(".*") if recursive else folder.glob(".*")):
+        m = TEMPORARY.match(p.name)
+        if m and m.group("name").endswith(suffixes):
+            final = p.with_name(m.group("name"))
+        elif p.name.endswith(".lock") and p.name[1:-5].endswith(suffixes):
+            final = p.with_name(p.name[1:-5])
+        else:
+            continue
+        if p.is_file() and lock_owner(final) is None:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed += 1
+                log.info("removed %s, left by an interrupted run", p)
+    return removed

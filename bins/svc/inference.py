@@ -7,7 +7,8 @@ so-vits-svc 4.1 G_*.pth with its config.json beside it).
 
 Output: ``OUT/<source name>/<source name>_<SINGER>.wav``; a source's name is its path below DIR
 without the extension, folders joined with "_" (``a/b/take.flac`` -> ``a_b_take``), or its Uid for
-a test.json entry. Exit status: 0 all converted, 1 some sources failed (each named on one line;
+a test.json entry. Re-running resumes: what a killed run left is cleaned up and sources whose
+output is complete are skipped (``--overwrite`` redoes them; models/base/batch_convert.py). Exit status: 0 all converted, 1 some sources failed (each named on one line;
 the others are converted; or an output that cannot be written, e.g. on a full disk, which stops
 the batch), 2 bad arguments (a key shift beyond +-48 semitones, an output folder that is a file or
 not writable), config, checkpoint or target singer, found before any conversion, or a model whose
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "match the target singer's median F0 (default: 0)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="convert every source again (default: a source whose output is "
+                             "already complete is skipped, so a killed run resumes)")
     add_trust_argument(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a conversion setting, e.g. --set inference.inference_steps=10 "
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             failed = convert_sources(converter, sources, args.infer_target_speaker,
-                                     args.infer_key_shift, args.infer_output_dir)
+                                     args.infer_key_shift, args.infer_output_dir, args.overwrite)
     except (UnknownSingerError, BrokenModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

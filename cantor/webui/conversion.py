@@ -145,7 +145,8 @@ def convert_batch(job: Job, converter, sources: Sequence[tuple[str, Path]], sing
     written, failed = [], []
     for singer in singers:
         with watched(converter, job, on_file=on_file):
-            bad = convert_sources(converter, sources, singer, key_shift, output_dir)
+            bad = convert_sources(converter, sources, singer, key_shift, output_dir,
+                                  overwrite=True)
             for stage in ("features", "acoustic", "vocoder", "audio", "files"):
                 setattr(total, stage, getattr(total, stage) + getattr(converter.timings, stage))
         failed += bad
