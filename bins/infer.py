@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bins.svc.inference import add_trust_argument
+from bins.svc.inference import add_retrieval_arguments, add_trust_argument, retrieval_overrides
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "G_*.pth with its config.json beside it")
     parser.add_argument("-s", "--singer", required=True, metavar="TARGET_SINGER",
                         help="target singer, a key of the experiment's singers.json, e.g. "
-                             "opencpop_female1 (an unknown name lists the known ones)")
+                             "opencpop_female1 (an unknown name lists the known ones), or a mix of "
+                             "singers, e.g. \"A:0.7,B:0.3\" (weights normalised)")
     shift = parser.add_mutually_exclusive_group()
     shift.add_argument("-t", "--transpose", type=semitones, default=0, metavar="SEMITONES",
                        help="shift the pitch by this many semitones (-48 .. 48), negative lowers "
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None, metavar="OUT.wav",
                         help="output file, 16-bit wav at the model's sample rate "
                              "(default: <song name>_<singer>.wav in the current folder)")
+    add_retrieval_arguments(parser)
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="DiffComoSVC sampler steps: teacher default inference.inference_steps "
                              "(40), student default inference.student_inference_steps (1)")
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.base.batch_convert import one_line_error
     from models.base.converter import AUTOSHIFT, BrokenModelError, UnknownSingerError
+    from models.base.singer_mix import file_label
     from utils.audio import AudioError, check_output_file, save_wav
     from utils.io import WriteError, output_lock
     song = Path(args.song)
@@ -77,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {song}: {'is a folder' if song.is_dir() else 'no such file'}; give the "
               f"song to convert", file=sys.stderr)
         return 2
-    out = Path(args.output) if args.output else Path(f"{song.stem}_{args.singer}.wav")
+    out = Path(args.output) if args.output else Path(f"{song.stem}_{file_label(args.singer)}.wav")
     try:
         check_output_file(out)
     except AudioError as e:
         print(f"error: -o {e}", file=sys.stderr)
         return 2
-    converter = load_converter(args.model, None, args.overrides, args.device, args.steps,
-                               args.trust_checkpoint)
+    converter = load_converter(args.model, None, args.overrides + retrieval_overrides(args),
+                               args.device, args.steps, args.trust_checkpoint)
     if converter is None:
         return 2
     try:

@@ -22,10 +22,12 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bins.svc.inference import add_retrieval_arguments
     parser.add_argument("-m", "--model", metavar="EXPERIMENT_DIR",
                         help="trained experiment folder (its newest export or checkpoint), or a "
                              "checkpoint file; a distilled one-step student is what runs in realtime")
-    parser.add_argument("-s", "--singer", metavar="TARGET_SINGER", help="target singer")
+    parser.add_argument("-s", "--singer", metavar="TARGET_SINGER",
+                        help="target singer, or a mix \"A:0.7,B:0.3\" (weights normalised)")
     shift = parser.add_mutually_exclusive_group()
     shift.add_argument("-t", "--transpose", type=int, default=0, metavar="SEMITONES",
                        help="shift the pitch by this many semitones (default: 0)")
@@ -54,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             ("--gate-db", "gate_db", "input gate threshold, dBFS RMS (-50)")):
         parser.add_argument(flag, type=float, metavar="X", dest=key,
                             help=f"inference.realtime.{key}: {text}")
+    add_retrieval_arguments(parser)
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="sampler steps")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -167,12 +170,12 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.input) != bool(args.output):
         print("error: --input and --output go together (file in, file out)", file=sys.stderr)
         return 2
-    from bins.svc.inference import load_converter
+    from bins.svc.inference import load_converter, retrieval_overrides
     from models.base.converter import AUTOSHIFT, UnknownSingerError
     from models.base.streaming import StreamingConverter
 
-    converter = load_converter(args.model, None, args.overrides + _realtime_overrides(args),
-                               args.device, args.steps)
+    converter = load_converter(args.model, None, args.overrides + _realtime_overrides(args)
+                               + retrieval_overrides(args), args.device, args.steps)
     if converter is None:
         return 2
     try:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                             "CTranslate2 Whisper model.bin -> openai-whisper checkpoint"),
     "convert-contentvec": ("bins.convert_contentvec",
                            "fairseq ContentVec .pt -> transformers HubertModel folder + final_proj"),
+    "index": ("bins.index", "build the feature-retrieval index of a trained experiment"),
     "infer": ("bins.infer", "stage 3 in one command: convert a song to a target singer"),
     "preprocess": ("bins.svc.preprocess", "stage 1: features, metadata, singer table, statistics"),
     "eval": ("bins.calc_metrics", "objective metrics of converted songs (F0, MCD, speaker, CER)"),

@@ -1,7 +1,7 @@
 """A tiny experiment in the real formats for the conversion tests (test_inference.py,
 test_bad_inputs.py): random-weight Whisper in openai's format, random-weight HiFi-GAN with its
 config.json, and a random-weight ComoSVC checkpoint (teacher) or export (student) whose statistics
-come from a real demo clip."""
+come from a real demo clip; a small training split for building a retrieval index."""
 from __future__ import annotations
 
 import json
@@ -90,3 +90,21 @@ def write_conversion_setup(root: Path, demo_data: Path, seconds: float = 3.0) ->
     write_experiment(root / "teacher", root, clip, student=False)
     save_wav(root / "songs" / "alto" / "take.wav", clip, SR)
     return clip
+
+
+def write_training_features(processed, dim: int = 16) -> None:
+    """A stage 1 training split under ``processed`` for the index tests (test_retrieval.py,
+    test_webui.py): the experiment config's dataset folder (gtsinger_demo) with utterances of
+    the fixture's two singers (Dataset "demo", so their keys are demo_A and demo_B), whose
+    ``dim``-wide whisper features sit around +1 (demo_A) and -1 (demo_B)."""
+    rng = np.random.default_rng(0)
+    d = processed / "gtsinger_demo"
+    entries = []
+    for i, (singer, centre) in enumerate((("A", 1.0), ("B", -1.0), ("A", 1.0))):
+        uid = f"{singer}_{i}"
+        (d / "whisper").mkdir(parents=True, exist_ok=True)
+        np.save(d / "whisper" / f"{uid}.npy",
+                (centre + 0.1 * rng.standard_normal((40, dim))).astype(np.float32))
+        entries.append({"Dataset": "demo", "Singer": singer, "Uid": uid, "Path": "/nowhere.wav",
+                        "Duration": 0.5})
+    (d / "train.json").write_text(json.dumps(entries))

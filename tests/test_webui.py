@@ -103,6 +103,28 @@ def test_convert_errors_are_the_command_lines_one_liners(client, running):
     assert "experiment 'nowhere': no such folder" in msg
 
 
+def test_convert_with_a_singer_mix_and_the_index(client, running, tmp_path):
+    from gradio_client import handle_file
+    from bins.index import build
+    from tests.inference_fixtures import write_training_features
+    song = handle_file(str(running.data / "songs" / "ZH-Alto-1_zh01.wav"))
+    msg = _error(client, song, "tiny/teacher", "demo_A", 0, False, None, None, 0.5, 0.33,
+                 api_name="/convert")
+    assert "no feature-retrieval index for this model" in msg and "\n" not in msg
+    msg = _error(client, song, "tiny/teacher", "demo_A:0.5,nobody:1", 0, False, None, None,
+                 api_name="/convert")
+    assert "unknown target singer 'nobody'" in msg
+    write_training_features(tmp_path)
+    assert build(running.models / "tiny" / "teacher", tmp_path) == 0
+    _, status, audio, *_ = client.predict(song, "tiny/teacher", "demo_A:0.7,demo_B:0.3", 0, True,
+                                          None, None, 0.5, 0.2, api_name="/convert")
+    assert "-> demo_A:0.7,demo_B:0.3" in status
+    assert sf.info(audio).frames == sf.info(str(running.data / "songs" / "ZH-Alto-1_zh01.wav")).frames
+    from cantor.webui.experiments import _converters
+    (converter,) = _converters.values()
+    assert converter.retrieval is not None and converter.cfg.inference.protect == 0.2
+
+
 def test_batch_flow_converts_every_song_to_every_singer(client, running):
     job, status, rows = client.predict("tiny/student", "songs", ["demo_A", "demo_B"], 0, False,
                                        None, None, "converted/batch1", api_name="/batch")
@@ -161,7 +183,7 @@ def test_files_outside_the_uploads_are_not_served_nor_taken(running):
         assert httpx.get(f"{api}/file={path}").status_code == 403
     event = httpx.post(f"{api}/call/convert", json={"data": [
         {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "tiny/teacher", "demo_A", 0,
-        False, None, None]}).json()["event_id"]
+        False, None, None, 0, 0.33]}).json()["event_id"]
     reply = httpx.get(f"{api}/call/convert/{event}", timeout=60).text
     assert "event: error" in reply and "not uploaded by a user" in reply
 

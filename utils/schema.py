@@ -328,6 +328,14 @@ class InferenceConfig:
     # Load a checkpoint that has no SHA-256 digest (as --trust-checkpoint; its weights are then
     # sanity-checked instead, models/base/checkpoint.py).
     trust_checkpoint: bool = False
+    # Feature retrieval (models/base/retrieval.py, RVC's index): the share of each content
+    # feature taken from the index_k nearest frames of the target singer's training features
+    # (0: off, the index is not even loaded; needs `cantor index EXP`).
+    index_rate: float = bounded(0.0, ge=0, le=1)
+    index_k: int = bounded(8, ge=1)
+    # RVC's protect: unvoiced frames keep 1 - protect of the source's features (the rest is the
+    # retrieval blend); 0.5 switches the protection off, as in RVC.
+    protect: float = bounded(0.33, ge=0, le=0.5)
 
 
 @dataclass

@@ -55,10 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="convert every utterance of a processed test.json (stage 1 output)")
     parser.add_argument("--infer_target_speaker", required=True, metavar="SINGER",
                         help="target singer, a key of the experiment's singers.json "
-                             "(<dataset>_<singer>)")
+                             "(<dataset>_<singer>), or a mix \"A:0.7,B:0.3\" (written as "
+                             "<name>_A=0.7+B=0.3.wav)")
     parser.add_argument("--infer_key_shift", type=key_shift, default=0, metavar="N|autoshift",
                         help="semitones to shift the source's pitch (negative lowers), or autoshift: "
                              "match the target singer's median F0 (default: 0)")
+    add_retrieval_arguments(parser, "--infer_index_rate", "--infer_protect")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda when present, else cpu)")
     parser.add_argument("--overwrite", action="store_true",
@@ -76,6 +78,25 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
                         help="load a checkpoint that has no SHA-256 digest (none that Cantor writes "
                              "lacks one); its weights must still be finite and of the size "
                              "training produces (also: inference.trust_checkpoint = true)")
+
+
+def add_retrieval_arguments(parser: argparse.ArgumentParser, rate_flag: str = "--index-rate",
+                            protect_flag: str = "--protect") -> None:
+    """The feature-retrieval options (models/base/retrieval.py), shared by stage 3, ``cantor
+    infer`` and ``cantor vc``: ``inference.index_rate`` and ``inference.protect``."""
+    parser.add_argument(rate_flag, dest="index_rate", type=float, default=None, metavar="X",
+                        help="inference.index_rate: share of each content feature taken from the "
+                             "target singer's nearest training frames (0 .. 1; 0 = off, the "
+                             "default; needs `cantor index EXPERIMENT`)")
+    parser.add_argument(protect_flag, dest="protect", type=float, default=None, metavar="X",
+                        help="inference.protect: unvoiced frames keep 1 - X of the source's "
+                             "features (0 .. 0.5; 0.5 = off, as in RVC; default 0.33)")
+
+
+def retrieval_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides of the options of :func:`add_retrieval_arguments` that were given."""
+    return [f"inference.{key}={getattr(args, key)}" for key in ("index_rate", "protect")
+            if getattr(args, key) is not None]
 
 
 def audio_dir_sources(folder: Path) -> list[tuple[str, Path]]:
@@ -172,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    converter = load_converter(args.infer_expt_dir, args.config, args.overrides, args.device,
+    converter = load_converter(args.infer_expt_dir, args.config,
+                               args.overrides + retrieval_overrides(args), args.device,
                                trust=args.trust_checkpoint)
     if converter is None:
         return 2

@@ -5,7 +5,8 @@
         [--resume_from_ckpt_path PATH] [--resume_type resume|finetune] [--set KEY=VALUE ...]
     cantor train-stage --config CFG --exp_name NAME ... (same options, one process)
 
-Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation) and tensorboard/.
+Output: ``log_dir/NAME/`` with args.json, checkpoint/, export/ (distillation), tensorboard/ and,
+once trained, index/ (the feature-retrieval index, bins/index.py).
 Exit status: 0 trained, 1 the training diverged (NaN/inf weights are never saved; the error names
 the step), 2 bad config, data or checkpoint (one line, before any training).
 """
@@ -49,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as e:   # diverged to NaN: nothing saved, the earlier checkpoints kept
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if trainer.main:  # the feature-retrieval index of the trained model (bins/index.py)
+        from bins.index import build
+        if build(trainer.exp_dir) != 0:
+            print(f"warning: trained, but no feature-retrieval index; build it with `cantor index "
+                  f"{trainer.exp_dir}`", file=sys.stderr)
     return 0
 
 

@@ -3,14 +3,15 @@
 Gradio's bundled fonts and scripts (nothing is fetched from the internet).
 
 HTTP API (``gradio_client.Client(url).predict(..., api_name=...)``): ``/convert`` (song,
-experiment, singer, key shift, autoshift, steps, F0 extractor -> job id, status, audio, download,
-real-time factors, figure), ``/batch``, ``/train``, ``/train_status``, ``/cancel``, ``/models``,
+experiment, singer (a name or a mix "A:0.7,B:0.3"), key shift, autoshift, steps, F0 extractor,
+index rate, protect -> job id, status, audio, download, real-time factors, figure), ``/batch``, ``/train``, ``/train_status``, ``/cancel``, ``/models``,
 ``/jobs``, ``/experiment_info``.
 """
 from __future__ import annotations
 
 from cantor.webui.handlers import RequestError, WebUI, f0_extractors
 from cantor.webui.training import tensorboard_command
+from utils.schema import InferenceConfig
 
 MODELS_HEADERS = ["experiment", "kind", "step", "singers", "checkpoint file", "checkpoints",
                   "exports", "folder"]
@@ -49,9 +50,11 @@ def build_app(ui: WebUI):
                     exp.f0_extractor)
         return update
 
-    def on_convert(song, name, singer, key_shift, autoshift, steps, f0, progress=gr.Progress()):
+    def on_convert(song, name, singer, key_shift, autoshift, steps, f0, index_rate, protect,
+                   progress=gr.Progress()):
         try:
-            job = ui.submit_convert(song, name, singer, key_shift, autoshift, steps, f0)
+            job = ui.submit_convert(song, name, singer, key_shift, autoshift, steps, f0,
+                                    index_rate, protect)
             yield job.id, job.status_line(), None, None, None, None
             for job in ui.follow(job):
                 progress(job.progress, desc=job.message)
@@ -128,14 +131,21 @@ def build_app(ui: WebUI):
                                     label="Song (upload or record)", elem_id="song")
                     c_exp = gr.Dropdown(choices, value=None, label="Experiment",
                                         allow_custom_value=True, elem_id="convert-experiment")
-                    c_singer = gr.Dropdown([], label="Target singer", allow_custom_value=True,
-                                           elem_id="convert-singer")
+                    c_singer = gr.Dropdown([], label="Target singer (or a mix: A:0.7,B:0.3)",
+                                           allow_custom_value=True, elem_id="convert-singer")
                     with gr.Row():
                         c_key = gr.Slider(-24, 24, value=0, step=1, label="Key shift (semitones)")
                         c_auto = gr.Checkbox(False, label="Autoshift to the singer's range")
                     with gr.Row():
                         c_steps = gr.Number(None, precision=0, minimum=1, label="Sampler steps")
                         c_f0 = gr.Dropdown(extractors, value=None, label="F0 extractor")
+                    with gr.Row():
+                        c_index = gr.Slider(0, 1, value=0, step=0.05, elem_id="convert-index-rate",
+                                            label="Index rate (feature retrieval; needs `cantor "
+                                                  "index`)")
+                        c_protect = gr.Slider(0, 0.5, value=InferenceConfig().protect, step=0.01,
+                                              elem_id="convert-protect",
+                                              label="Protect consonants (0.5: off)")
                     with gr.Row():
                         c_go = gr.Button("Convert", variant="primary", elem_id="convert-button")
                         c_stop = gr.Button("Cancel")
@@ -208,7 +218,8 @@ def build_app(ui: WebUI):
                      api_name="experiment_info")
         b_exp.change(on_experiment(True), b_exp, [b_singers, b_steps, b_f0],
                      api_visibility="private")
-        c_go.click(on_convert, [song, c_exp, c_singer, c_key, c_auto, c_steps, c_f0],
+        c_go.click(on_convert, [song, c_exp, c_singer, c_key, c_auto, c_steps, c_f0, c_index,
+                                c_protect],
                    [c_job, c_status, c_out, c_file, c_rtf, c_plot], api_name="convert",
                    concurrency_limit=None)
         b_go.click(on_batch, [b_exp, b_folder, b_singers, b_key, b_auto, b_steps, b_f0, b_out],

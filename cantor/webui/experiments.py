@@ -123,19 +123,24 @@ def experiment_folder(sandbox: Sandbox, name: str) -> Path:
 _converters: dict[tuple, object] = {}
 
 
-def load_converter(folder: Path, device: str | None, steps: int | None, f0_extractor: str | None):
-    """The converter of an experiment folder, kept loaded for the next request with the same
-    (checkpoint file, device, steps, F0 extractor); only the newest one is kept.
+def load_converter(folder: Path, device: str | None, steps: int | None, f0_extractor: str | None,
+                   index_rate: float = 0.0, protect: float | None = None):
+    """The converter of an experiment folder (DiffComoSVC or VitsSVC, as its checkpoint says:
+    models/svc/registry.py), kept loaded for the next request with the same (checkpoint file,
+    device, steps, F0 extractor, index rate, protect); only the newest one is kept.
+    ``index_rate`` / ``protect``: inference.index_rate / inference.protect (feature retrieval,
+    models/base/retrieval.py; protect None: the config's).
 
-    This is the one place that chooses the converter class (DiffComoSVC today).
-    Raises: as :meth:`models.base.converter.SVCConverter.from_experiment`.
+    Raises: as :func:`models.svc.registry.load_converter`.
     """
-    from models.svc.comosvc.inference import ComoSVCConverter
+    from models.svc.registry import load_converter as load
     file = conversion_checkpoint(folder)
-    key = (file, file.stat().st_mtime, device, steps, f0_extractor)
+    key = (file, file.stat().st_mtime, device, steps, f0_extractor, index_rate, protect)
     if key not in _converters:
         _converters.clear()
         overrides = [f"preprocess.f0_extractor={f0_extractor}"] if f0_extractor else []
-        _converters[key] = ComoSVCConverter.from_experiment(folder, device, overrides=overrides,
-                                                            steps=steps)
+        overrides.append(f"inference.index_rate={index_rate}")
+        if protect is not None:
+            overrides.append(f"inference.protect={protect}")
+        _converters[key] = load(folder, device, overrides=overrides, steps=steps)
     return _converters[key]

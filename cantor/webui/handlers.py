@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from models.base.converter import AUTOSHIFT
+from models.base.singer_mix import SingerMixError, file_label, parse_singer_mix
 
 from cantor.webui import conversion, experiments, training
 from cantor.webui.jobs import FAILED, Job, JobQueue, one_line_error
@@ -93,26 +94,44 @@ class WebUI:
         if not singers:
             raise RequestError("choose a target singer")
         for s in singers:
-            if s not in exp.singers:
-                raise RequestError(f"unknown target singer {s!r}; this experiment knows: "
-                                   f"{', '.join(exp.singers)}")
+            try:
+                parse_singer_mix(s, exp.singers)
+            except SingerMixError as e:
+                raise RequestError(str(e)) from None
+
+    @staticmethod
+    def _retrieval(index_rate, protect) -> tuple[float, float | None]:
+        """(index rate, protect) of the Convert tab, range-checked (RequestError)."""
+        rate = float(index_rate or 0.0)
+        if not 0.0 <= rate <= 1.0:
+            raise RequestError(f"index rate must be within 0 .. 1, got {rate}")
+        if protect in (None, ""):
+            return rate, None
+        if not 0.0 <= float(protect) <= 0.5:
+            raise RequestError(f"protect must be within 0 .. 0.5, got {protect}")
+        return rate, float(protect)
 
     def submit_convert(self, song: str | None, name: str, singer: str, key_shift, autoshift: bool,
-                       steps, f0_extractor: str | None) -> Job:
-        """Queue the conversion of an uploaded or recorded ``song`` (a file in Gradio's cache).
+                       steps, f0_extractor: str | None, index_rate=0.0, protect=None) -> Job:
+        """Queue the conversion of an uploaded or recorded ``song`` (a file in Gradio's cache) to
+        ``singer`` (a name or a mix "A:0.7,B:0.3"), with the feature-retrieval ``index_rate`` and
+        ``protect`` (inference.index_rate / protect; protect None: the experiment's).
 
-        Raises: RequestError for no song, an unknown experiment or singer, bad steps."""
+        Raises: RequestError for no song, an unknown experiment or singer, bad steps, an index
+            rate or protect out of range."""
         if not song:
             raise RequestError("no song: upload or record one first")
         exp, steps, f0_extractor = self._converter_settings(name, steps, f0_extractor)
         self._check_singers(exp, [singer])
+        index_rate, protect = self._retrieval(index_rate, protect)
         source = Path(song)
         shift = self._key_shift(key_shift, autoshift)
 
         def work(job: Job):
             job.report(0.01, f"loading {exp.name}")
-            converter = experiments.load_converter(exp.folder, self.device, steps, f0_extractor)
-            out = self.results / str(job.id) / f"{source.stem}_{singer}.wav"
+            converter = experiments.load_converter(exp.folder, self.device, steps, f0_extractor,
+                                                   index_rate, protect)
+            out = self.results / str(job.id) / f"{source.stem}_{file_label(singer)}.wav"
             return conversion.convert_song(job, converter, source, source.name, singer, shift, out)
 
         return self.jobs.submit("convert", f"convert {source.name} -> {singer}", work)

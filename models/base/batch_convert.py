@@ -33,8 +33,10 @@ def one_line_error(error: Exception, path: str | Path) -> str:
 
 
 def output_path(output_dir: str | Path, source_name: str, singer: str) -> Path:
-    """Amphion's layout: ``<output_dir>/<source name>/<source name>_<target singer>.wav``."""
-    return Path(output_dir) / source_name / f"{source_name}_{singer}.wav"
+    """Amphion's layout: ``<output_dir>/<source name>/<source name>_<target singer>.wav`` (a
+    singer mix as :func:`models.base.singer_mix.file_label` writes it)."""
+    from models.base.singer_mix import file_label
+    return Path(output_dir) / source_name / f"{source_name}_{file_label(singer)}.wav"
 
 
 def output_complete(out: Path, source: Path, sample_rate: int) -> bool:

@@ -33,6 +33,9 @@ from tqdm.auto import tqdm
 from models.base.checkpoint import CheckpointError, conversion_checkpoint, load_checkpoint
 from models.base.chunking import Chunk, CrossfadeJoiner, batched, plan_chunks, seconds_to_frames
 from models.base.conversion_config import conversion_config
+from models.base.retrieval import RetrievalIndex, blend, index_folder
+from models.base.singer_mix import SingerMix, SingerMixError, mix_f0_median, parse_singer_mix
+from modules.singer_embedding import MIX_KEY
 from processors.pitch_shift import autoshift_semitones, clamp_f0, shift_f0
 from utils.audio import load_audio
 from utils.config import ConfigError
@@ -116,7 +119,12 @@ class SVCConverter:
         absent weights.
 
     Attributes: ``singers``, ``statistics``, ``sample_rate``, ``timings`` (accumulated over every
-    conversion), ``checkpoint_path`` (the file loaded by :meth:`from_experiment`, else None).
+    conversion), ``checkpoint_path`` (the file loaded by :meth:`from_experiment`, else None),
+    ``retrieval`` (the experiment's feature-retrieval index when ``inference.index_rate`` > 0 and
+    loaded by :meth:`from_checkpoint`, else None: models/base/retrieval.py).
+
+    A target ``singer`` is everywhere a singer name or a mix "A:0.7,B:0.3"
+    (models/base/singer_mix.py).
     """
 
     def __init__(self, checkpoint: dict, cfg: CantorConfig, device: str | torch.device = "cpu"):
@@ -133,6 +141,7 @@ class SVCConverter:
         self.sample_rate = cfg.preprocess.sample_rate
         self.timings = Timings()
         self.checkpoint_path: Path | None = None
+        self.retrieval: RetrievalIndex | None = None
 
     #: The config's model_type this class converts with (set by each model's subclass).
     model_type = ""
@@ -173,7 +182,10 @@ class SVCConverter:
                         steps: int | None = None) -> "SVCConverter":
         """:meth:`from_experiment` of an already loaded ``checkpoint`` (read from ``file``).
 
-        Raises: CheckpointError when the checkpoint's model_type is not this class's, and as
+        With ``inference.index_rate`` > 0 the experiment's feature-retrieval index is loaded and
+        checked against the checkpoint's own config and singer table.
+        Raises: CheckpointError when the checkpoint's model_type is not this class's;
+            RetrievalIndexError for a missing, stale, foreign or corrupted index; and as
             :func:`conversion_config` and the constructor.
         """
         found = checkpoint["config"].get("model_type", "DiffComoSVC")
@@ -184,22 +196,42 @@ class SVCConverter:
         converter = cls(checkpoint, cfg, device or auto_device(), **({} if steps is None else
                                                                      {"steps": steps}))
         converter.checkpoint_path = file
+        if cfg.inference.index_rate > 0:
+            from processors.content.stage import content_settings
+            from utils.config import config_from_dict
+            converter.retrieval = RetrievalIndex.load(
+                index_folder(file), content_settings(config_from_dict(checkpoint["config"])),
+                checkpoint["singers"])
         log.info("loaded %s (%s, step %d): %d singers, on %s", file, converter.describe(),
                  checkpoint["step"], len(converter.singers), converter.device)
         return converter
 
     # --- target singer -----------------------------------------------------------------------
 
+    def target(self, singer: str) -> SingerMix:
+        """The parsed target (a name or a mix, models/base/singer_mix.py). Raises
+        UnknownSingerError listing the unknown and the known singers, or naming a bad weight."""
+        try:
+            return parse_singer_mix(singer, self.singers)
+        except SingerMixError as e:
+            raise UnknownSingerError(str(e)) from None
+
     def check_target(self, singer: str) -> None:
-        """Raise UnknownSingerError (listing the known singers) unless ``singer`` is a key of the
-        singer table with statistics."""
-        if singer not in self.singers:
-            raise UnknownSingerError(f"unknown target singer {singer!r}; this experiment knows: "
-                                     f"{', '.join(sorted(self.singers))}")
-        self.singer_statistics(singer)
+        """Raise UnknownSingerError (listing the known singers) unless every singer of the target
+        ``singer`` is a key of the singer table with statistics and, with a retrieval index, has
+        an index."""
+        for name in self.target(singer).names:
+            self.singer_statistics(name)
+            if self.retrieval is not None and name not in self.retrieval.singers:
+                raise UnknownSingerError(f"{self.retrieval.folder}: no feature-retrieval index of "
+                                         f"{name!r} (not in this experiment's training data); "
+                                         f"convert with index_rate 0")
 
     def singer_statistics(self, singer: str) -> tuple[dict, dict]:
-        """(the dataset statistics holding ``singer``, that singer's F0 statistics)."""
+        """(the dataset statistics holding ``singer``, that singer's F0 statistics); for a mix,
+        those of its primary (heaviest) singer."""
+        if singer not in self.singers:
+            singer = self.target(singer).primary
         for stats in self.statistics.values():
             if singer in stats.get("singers", {}):
                 return stats, stats["singers"][singer]
@@ -218,15 +250,20 @@ class SVCConverter:
 
     def key_shift_for(self, f0: np.ndarray, singer: str, key_shift: float | str) -> float:
         """Semitones to apply: ``key_shift`` itself, or for "autoshift" the interval from the
-        source's voiced median F0 to the target singer's median (f0_median of statistics.json),
-        rounded to whole semitones when ``inference.autoshift_round``."""
+        source's voiced median F0 to the target singer's median (f0_median of statistics.json; a
+        mix's: :func:`models.base.singer_mix.mix_f0_median`), rounded to whole semitones when
+        ``inference.autoshift_round``."""
         if key_shift != AUTOSHIFT:
             return float(key_shift)
-        _, singer_stats = self.singer_statistics(singer)
-        if "f0_median" not in singer_stats:
-            raise UnknownSingerError(f"autoshift needs the F0 statistics of {singer!r}, which this "
-                                     f"model does not have (an imported one?); give semitones")
-        return autoshift_semitones(f0, singer_stats["f0_median"], self.cfg.inference.autoshift_round)
+        mix, medians = self.target(singer), {}
+        for name in mix.names:
+            _, singer_stats = self.singer_statistics(name)
+            if "f0_median" not in singer_stats:
+                raise UnknownSingerError(f"autoshift needs the F0 statistics of {name!r}, which "
+                                         f"this model does not have (an imported one?); give "
+                                         f"semitones")
+            medians[name] = singer_stats["f0_median"]
+        return autoshift_semitones(f0, mix_f0_median(mix, medians), self.cfg.inference.autoshift_round)
 
     def convert(self, wav: np.ndarray, singer: str, key_shift: float | str = 0.0,
                 name: str = "source") -> Conversion:
@@ -260,14 +297,15 @@ class SVCConverter:
             log.info("%s: %d of %d chunks are silent (peak below -60 dBFS) and stay silent", name,
                      len(chunks) - len(audible), len(chunks))
         content = self.content_features(wav, len(f0)) if audible else {}
+        if self.retrieval is not None and content:
+            content = self.blend_retrieved(content, self.retrieved(content, singer), f0 <= 0)
         self.timings.features += self.sync() - t0
 
         joiner = CrossfadeJoiner(chunks, hop)
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
         groups = [[audible[i] for i in g] for g in batched(audible, self.cfg.inference.batch_size)]
         for group in tqdm(groups, desc=name, unit="batch", leave=False, disable=len(groups) < 2):
-            batch = self._batch([chunks[i] for i in group], f0, feats["energy"], content,
-                                self.singers[singer])
+            batch = self._batch([chunks[i] for i in group], f0, feats["energy"], content, singer)
             audio = self.synthesize(batch, singer, generator)
             if group is groups[0]:
                 self._check_not_saturated(audio, [chunks[i].n_frames * hop for i in group], name)
@@ -298,6 +336,23 @@ class SVCConverter:
         wav16 = soxr.resample(wav, self.sample_rate, CONTENT_SAMPLE_RATE, quality="HQ")
         return {n: ex.extract([wav16], [n_frames])[0] for n, ex in self.extractors.items()}
 
+    def retrieved(self, content: dict[str, np.ndarray], singer: str) -> dict[str, np.ndarray]:
+        """The retrieval index's neighbour average (models/base/retrieval.py) of every content
+        feature ((T, D) float32) in the target ``singer``'s index, a mix's weighted by the mix:
+        {name: (T, D) float32}. Needs :attr:`retrieval`."""
+        mix, k = self.target(singer), self.cfg.inference.index_k
+        return {name: sum(w * self.retrieval.retrieve(s, name, feats, k)
+                          for s, w in zip(mix.names, mix.weights))
+                for name, feats in content.items()}
+
+    def blend_retrieved(self, content: dict[str, np.ndarray], retrieved: dict[str, np.ndarray],
+                        unvoiced: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`models.base.retrieval.blend` of each (T, D) content feature with its retrieved
+        one, by ``inference.index_rate`` and ``inference.protect``; ``unvoiced`` (T,) bool."""
+        inf = self.cfg.inference
+        return {name: blend(feats, retrieved[name], unvoiced, inf.index_rate, inf.protect)
+                for name, feats in content.items()}
+
     def _check_not_saturated(self, audio: np.ndarray, lengths: list[int], name: str) -> None:
         """Raise BrokenModelError when the (B, samples) ``audio`` of a batch, its first
         ``lengths[b]`` samples per row, is at full scale for more than MAX_FULL_SCALE_SHARE."""
@@ -310,15 +365,21 @@ class SVCConverter:
                 f"{FULL_SCALE}); conversion stopped, nothing written")
 
     def _batch(self, chunks: list[Chunk], f0: np.ndarray, energy: np.ndarray,
-               content: dict[str, np.ndarray], singer_id: int) -> dict[str, torch.Tensor]:
+               content: dict[str, np.ndarray], singer: str) -> dict[str, torch.Tensor]:
         """Zero-padded model batch of ``chunks`` of the song's (T,) f0 and energy and (T, D)
-        content features: "f0" (B, T) Hz, "energy" (B, T), "mask" (B, T) bool, "singer" (B,) long,
-        "uv" (B, T) bool and one (B, T, D) tensor per content feature, on ``device``."""
+        content features: "f0" (B, T) Hz, "energy" (B, T), "mask" (B, T) bool, "singer" (B,) long
+        (the target's id; a mix's primary singer), for a mix of several singers "singer_weights"
+        (B, singer_table_size) float (modules/singer_embedding.py), "uv" (B, T) bool and one
+        (B, T, D) tensor per content feature, on ``device``."""
         lengths = [c.n_frames for c in chunks]
         b, t = len(chunks), max(lengths)
+        mix = self.target(singer)
         batch = {"f0": torch.zeros(b, t), "energy": torch.zeros(b, t),
                  "mask": torch.zeros(b, t, dtype=torch.bool),
-                 "singer": torch.full((b,), singer_id, dtype=torch.long)}
+                 "singer": torch.full((b,), self.singers[mix.primary], dtype=torch.long)}
+        if not mix.single:
+            table = mix.table_weights(self.singers, self.cfg.model.condition_encoder.singer_table_size)
+            batch[MIX_KEY] = table.expand(b, -1).contiguous()
         for name, feats in content.items():
             batch[name] = torch.zeros(b, t, feats.shape[1])
         for row, c in enumerate(chunks):

@@ -22,6 +22,10 @@ Window, newest sample at the right, shifted left by one block B at each step::
 * Content features come from the whole window (context + tail) resampled to 16 kHz, through
   :meth:`processors.content.base.ContentExtractor.extract_short` (Whisper on the window alone,
   positional embedding sliced to it, not padded to 30 s). Energy comes from the whole window.
+* With a feature-retrieval index (``inference.index_rate`` > 0, models/base/retrieval.py) the
+  content features of the window are blended with the target singer's retrieved ones; only the
+  last L frames are searched at each step, the earlier ones keep what was retrieved for them when
+  they were new (a rolling cache, like F0's; the first converted block searches the whole window).
 * The acoustic model sees the whole window; the vocoder generates only the tail
   (:meth:`SVCConverter.synthesize` with ``tail_frames``), whose last B + X + S samples are kept.
 * SOLA (synchronous overlap-add): the kept audio ``y`` is shifted by the offset j in [0, S] that
@@ -187,6 +191,7 @@ class StreamingConverter:
         self.gate = np.zeros(g.window_frames, dtype=bool)
         self.tail = np.zeros(g.crossfade, dtype=np.float32)
         self.voiced_history: deque[float] = deque(maxlen=self.history_frames)
+        self.retrieved: dict[str, np.ndarray] | None = None
         self.key_shift = 0.0 if self.requested_shift == AUTOSHIFT else float(self.requested_shift)
         self.generator = torch.Generator(device=self.converter.device).manual_seed(
             self.converter.cfg.train.seed)
@@ -234,6 +239,19 @@ class StreamingConverter:
         new = f0[-g.block_frames:]
         self.voiced_history.extend(new[new > 0].tolist())
 
+    def _retrieve(self, content: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The window's retrieved content features ({name: (window_frames, D)}): the last
+        ``tail_frames`` frames searched now, the earlier ones from the rolling cache (module
+        docstring); the whole window on the first call after :meth:`reset`."""
+        n = self.geometry.tail_frames
+        if self.retrieved is None:
+            self.retrieved = self.converter.retrieved(content, self.singer)
+        else:
+            new = self.converter.retrieved({k: v[-n:] for k, v in content.items()}, self.singer)
+            for name, feats in new.items():
+                self.retrieved[name][-n:] = feats
+        return self.retrieved
+
     def _convert_window(self) -> np.ndarray:
         """The model's audio of the last B + X + S samples of the window, (B + X + S,)."""
         from processors.content import CONTENT_SAMPLE_RATE
@@ -254,9 +272,11 @@ class StreamingConverter:
                 content[name] = (ex.extract([wav16], [g.window_frames])[0]
                                  if self.full_whisper_window and name == "whisper"
                                  else ex.extract_short(wav16, g.window_frames))
+            if conv.retrieval is not None:
+                content = conv.blend_retrieved(content, self._retrieve(content), f0 <= 0)
         conv.timings.features += conv.sync() - t0
         batch = conv._batch([Chunk(0, g.window_frames)], f0.astype(np.float32), energy, content,
-                            conv.singers[self.singer])
+                            self.singer)
         audio = conv.synthesize(batch, self.singer, self.generator, tail_frames=g.tail_frames)
         conv.timings.audio += g.block / self.sample_rate
         return audio[0, -(g.block + g.lookahead):]
@@ -277,6 +297,9 @@ class StreamingConverter:
         self.window = np.concatenate([self.window[g.block:],
                                       block * np.repeat(open_, g.hop).astype(np.float32)])
         self.gate = np.concatenate([self.gate[g.block_frames:], open_])
+        if self.retrieved is not None:
+            # the last block's rows wrap around and are searched afresh in _retrieve
+            self.retrieved = {k: np.roll(v, -g.block_frames, axis=0) for k, v in self.retrieved.items()}
         gain = self._output_gain()
         if not gain.any():
             self.f0 = np.roll(self.f0, -g.block_frames)

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from modules.singer_embedding import embed_singers
 from utils.schema import CantorConfig
 
 # Floor applied to the energy before its log (the mel magnitude floor keeps real frames far above).
@@ -137,7 +138,9 @@ class ConditionEncoder(nn.Module):
 
         Args:
             batch: "f0" (B, T) Hz; "uv" (B, T) bool (True = unvoiced); "energy" (B, T);
-                "singer" (B,) long; one (B, T, D) tensor per content feature; "mask" (B, T) bool.
+                "singer" (B,) long (optionally "singer_weights" (B, singer_table_size), a mix of
+                singers: modules/singer_embedding.py); one (B, T, D) tensor per content feature;
+                "mask" (B, T) bool.
         Returns:
             (B, T, hidden_size), zero on padded frames.
         Raises:
@@ -158,7 +161,7 @@ class ConditionEncoder(nn.Module):
                                  f"{self.content_dims[name]}")
             h = h + proj(feat)
         singer = self._checked_singer(batch["singer"].long())
-        h = h + self.singer_embedding(singer)[:, None, :]
+        h = h + embed_singers(self.singer_embedding, batch, singer)[:, None, :]
         return h * mask[..., None].to(h.dtype)
 
     def _singer_error(self, singer_id: int) -> ValueError:

@@ -6,7 +6,8 @@
 #        [--accelerate_config FILE]
 #   sh egs/svc/DiffComoSVC/run.sh --stage 3 --infer_expt_dir DIR --infer_output_dir DIR \
 #        (--infer_source_audio_dir DIR | --infer_source_file test.json) \
-#        --infer_target_speaker SINGER [--infer_key_shift N|autoshift]
+#        --infer_target_speaker SINGER|"A:0.7,B:0.3" [--infer_key_shift N|autoshift]
+#        [--infer_index_rate X] [--infer_protect X]
 # Teacher vs student: stage 2 distils when the config sets model.comosvc.distill (or --distill).
 # Exit status: the stage's own (0 done, 1 some inputs failed, 2 bad options/config/data/checkpoint).
 # The stages serve every model (the config's model_type): egs/svc/VitsSVC/run.sh runs this script
@@ -43,6 +44,8 @@ usage: run.sh --stage 1|2|3 [options]
   --infer_source_audio_dir DIR  stage 3: every wav/flac/mp3/ogg below DIR
   --infer_target_speaker NAME   stage 3: a key of singers.json, e.g. opencpop_female1
   --infer_key_shift N|autoshift stage 3: semitones, or match the target's median F0 (default: 0)
+  --infer_index_rate X          stage 3: share of the feature-retrieval index, 0 .. 1 (default 0: off)
+  --infer_protect X             stage 3: unvoiced frames keep 1 - X of the source features (0.5: off)
 USAGE
     exit 2
 }
@@ -51,7 +54,7 @@ stage="" config="$exp_dir/exp_config.json" config_given=0 name="" gpu="" resume=
 num_workers="" overwrite=0 distill=0 shard="" merge_shards=""
 num_machines=1 machine_rank=0 main_process_ip="" main_process_port=29500 accelerate_config=""
 infer_expt_dir="" infer_output_dir="" infer_source_file="" infer_source_audio_dir=""
-infer_target_speaker="" infer_key_shift="0"
+infer_target_speaker="" infer_key_shift="0" infer_index_rate="" infer_protect=""
 sets=()
 
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value" >&2; usage; }; }
@@ -81,6 +84,8 @@ while [ $# -gt 0 ]; do
         --infer_source_audio_dir) need "$@"; infer_source_audio_dir=$2; shift 2 ;;
         --infer_target_speaker) need "$@"; infer_target_speaker=$2; shift 2 ;;
         --infer_key_shift) need "$@"; infer_key_shift=$2; shift 2 ;;
+        --infer_index_rate) need "$@"; infer_index_rate=$2; shift 2 ;;
+        --infer_protect) need "$@"; infer_protect=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option: $1" >&2; usage ;;
     esac
@@ -149,6 +154,8 @@ case "$stage" in
         [ "$config_given" = 0 ] || args+=(--config "$config")
         [ -z "$infer_source_file" ] || args+=(--infer_source_file "$infer_source_file")
         [ -z "$infer_source_audio_dir" ] || args+=(--infer_source_audio_dir "$infer_source_audio_dir")
+        [ -z "$infer_index_rate" ] || args+=(--infer_index_rate "$infer_index_rate")
+        [ -z "$infer_protect" ] || args+=(--infer_protect "$infer_protect")
         exec python bins/svc/inference.py "${args[@]}"
         ;;
     "") echo "run.sh: --stage is required" >&2; usage ;;

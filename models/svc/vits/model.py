@@ -25,6 +25,7 @@ from models.vocoders.nsf_hifigan import NSFHiFiGANGenerator
 from modules.encoder.condition_encoder import quantise_f0
 from modules.flow.coupling import ResidualCouplingFlow
 from modules.flow.wavenet import WaveNet
+from modules.singer_embedding import embed_singers
 from modules.transformer.relative_position_transformer import RelativePositionTransformer
 from processors.mel import magnitude_spectrogram
 from utils.schema import CantorConfig
@@ -90,13 +91,14 @@ class PriorEncoder(nn.Module):
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's input before F0: content pre-nets + voiced flag (+ singer).
-        Args: batch (content features, "uv", "mask", "singer"). Returns: (B, hidden, T)."""
+        Args: batch (content features, "uv", "mask", "singer", optionally a mix "singer_weights":
+        modules/singer_embedding.py). Returns: (B, hidden, T)."""
         x = sum(conv(batch[name].transpose(1, 2)) for name, conv in self.content_pre.items())
         x = x * frame_mask(batch)
         voiced = (~batch["uv"] & batch["mask"]).long()
         x = x + self.voiced_embedding(voiced).transpose(1, 2)
         if self.singer_embedding is not None:
-            x = x + self.singer_embedding(batch["singer"])[:, :, None]
+            x = x + embed_singers(self.singer_embedding, batch)[:, :, None]
         return x
 
     def forward(self, batch: dict[str, torch.Tensor], x: torch.Tensor, f0: torch.Tensor):
@@ -177,7 +179,7 @@ class VitsSVC(nn.Module):
         """
         hop, seg = self.preprocess.hop_size, self.segment_frames
         mask = frame_mask(batch)
-        g = self.singer_embedding(batch["singer"])[:, :, None]
+        g = embed_singers(self.singer_embedding, batch)[:, :, None]
         voiced = self._voiced(batch)
         f0 = self._f0(batch, voiced)
         x = self.prior.embed(batch)
@@ -217,7 +219,7 @@ class VitsSVC(nn.Module):
         Raises: ValueError for ``predict_f0`` on a model without the predictor.
         """
         mask = frame_mask(batch)
-        g = self.singer_embedding(batch["singer"])[:, :, None]
+        g = embed_singers(self.singer_embedding, batch)[:, :, None]
         voiced = self._voiced(batch)
         f0 = self._f0(batch, voiced)
         x = self.prior.embed(batch)
