@@ -4,14 +4,17 @@ underruns over the stream (models/base/stream_runner.py's stream model) and the 
 latency (block + crossfade + search + ``--device-latency``).
 
     python bins/bench/bench_realtime.py [--blocks 0.25 0.5 1.0] [--seconds 60] [--realtime]
-        [--threads 2] [--student EXP] [--whisper-window]
+        [--threads 2] [--student EXP] [--whisper-window] [--index-rate X [--index-vectors N]]
 
 Without ``--student`` a random-weight one-step student of the demo config's size is written (as
 bins/bench/bench_infer.py does; timings of random weights are those of trained ones), with the
 config's Whisper tiny.en and universal HiFi-GAN. ``--realtime`` feeds the blocks at real-time
 pace (60 s per block size) instead of as fast as possible. ``--whisper-window`` also prints how
 far the content features of the streaming window (Whisper on the window alone) are from the same
-window padded to 30 s, the offline path.
+window padded to 30 s, the offline path. ``--index-rate`` converts with feature retrieval
+(models/base/retrieval.py); for the random student its singer gets an index of ``--index-vectors``
+frames of the demo's stage 1 Whisper features (default: the most an index holds, MAX_VECTORS), so
+the search costs what a full index costs.
 """
 from __future__ import annotations
 
@@ -47,6 +50,28 @@ def whisper_window_distance(converter, song: np.ndarray, windows: list[float]) -
               f" ({len(cos)} windows)")
 
 
+def bench_index(exp: Path, vectors: int) -> None:
+    """Build ``exp``'s retrieval index for its one singer (bench_singer) from the first ``vectors``
+    frames of the demo's stage 1 features (data/demo/processed/gtsinger_demo/whisper)."""
+    from models.base.checkpoint import conversion_checkpoint, load_checkpoint
+    from models.base.retrieval import build_index, index_folder
+    from utils.io import save_json
+    from utils.paths import PROJECT_ROOT
+
+    file = conversion_checkpoint(exp)
+    checkpoint = load_checkpoint(file)
+    dataset = checkpoint["config"]["dataset"][0]
+    cached = sorted((PROJECT_ROOT / "data/demo/processed" / dataset / "whisper").glob("*.npy"))
+    frames = np.concatenate([np.load(p) for p in cached])[:vectors]
+    processed = exp / "bench_processed"
+    (processed / dataset / "whisper").mkdir(parents=True, exist_ok=True)
+    np.save(processed / dataset / "whisper" / "bench.npy", frames)
+    save_json(processed / dataset / "train.json", [{"Dataset": "bench", "Singer": "singer",
+                                                    "Uid": "bench"}])
+    build_index(checkpoint, index_folder(file), processed)
+    print(f"index: {len(frames)} vectors of {frames.shape[1]} dims")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--student", default=None, help="a trained student experiment instead")
@@ -60,6 +85,10 @@ def main() -> int:
     parser.add_argument("--whisper-window", action="store_true",
                         help="also measure short-window against 30 s Whisper features")
     parser.add_argument("--singer", default="EN-Alto-2", help="demo singer whose takes are streamed")
+    parser.add_argument("--index-rate", type=float, default=0.0,
+                        help="inference.index_rate (default 0: no retrieval)")
+    parser.add_argument("--index-vectors", type=int, default=None,
+                        help="vectors in the random student's index (default MAX_VECTORS)")
     args = parser.parse_args()
 
     import logging
@@ -81,9 +110,13 @@ def main() -> int:
           f"{'real time' if args.realtime else 'as fast as possible'}")
     with tempfile.TemporaryDirectory() as tmp:
         exp = args.student or random_experiment(cfg, song, Path(tmp) / "s", True)
+        if args.index_rate > 0 and not args.student:
+            from models.base.retrieval import MAX_VECTORS
+            bench_index(exp, args.index_vectors or MAX_VECTORS)
         for block in args.blocks:
             converter = ComoSVCConverter.from_experiment(
-                exp, "cpu", overrides=[f"inference.realtime.block_seconds={block}"])
+                exp, "cpu", overrides=[f"inference.realtime.block_seconds={block}",
+                                       f"inference.index_rate={args.index_rate}"])
             singer = next(iter(converter.singers))
             stream_file(StreamingConverter(converter, singer), song[:2 * sr])  # warm-up
             converter.timings = type(converter.timings)()
