@@ -15,8 +15,11 @@ Whisper writes either script for the same audio.
 Decoding follows the long-form heuristics of the Whisper paper (section 4.5) and openai-whisper's
 ``transcribe`` defaults where they fit singing: beam search with 5 beams at temperature 0; a window
 whose transcript compresses too well (gzip compression ratio above 2.4: a decoding stuck in a loop,
-"la la la ..." repeated to the end of the window) is decoded again at temperatures 0.2, 0.4, ... 1.0
-(sampling, best of 5) until one is below the threshold, else the last is kept. Whisper's other
+"la la la ..." repeated to the end of the window) is decoded again at temperatures 0.4 and 0.8
+(one sample each: openai-whisper's 0.2-step ladder with best of 5 made an unreadable take cost up
+to 26 decodings, minutes per file on 2 CPU cores) until one is below the threshold, else the last
+is kept; at most 12 tokens per second of audio are decoded (plus 16, at most 224 per window),
+which stops a loop early. Whisper's other
 fallback trigger (mean log probability below -1) and its no-speech skipping are off: sung windows
 often decode with low confidence, and they are kept as beam search reads them rather than resampled
 or dropped as silence. Sampling draws from torch's generator seeded with :data:`SEED` before each file (the
@@ -36,10 +39,17 @@ import numpy as np
 
 WHISPER_RATE = 16000
 BEAM_SIZE = 5
-# openai-whisper's defaults: gzip compression ratio of a failed (looping) transcript, and the
-# temperatures tried in turn until a window's transcript is below it.
+# openai-whisper's default gzip compression ratio of a failed (looping) transcript, and the
+# temperatures tried in turn until a window's transcript is below it (a shorter ladder than its
+# 0.0, 0.2, ... 1.0; module docstring).
 COMPRESSION_RATIO_THRESHOLD = 2.4
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+FALLBACK_TEMPERATURES = (0.0, 0.4, 0.8)
+# Samples drawn at each temperature above 0.
+FALLBACK_SAMPLES = 1
+# Most tokens decoded per second of audio (plus a margin), at most Whisper's 224 per window: fast
+# speech is below 10 tokens/s in every language, and a looping decoding stops there instead of
+# running to 224 tokens (the cost of unreadable takes on CPU).
+TOKENS_PER_SECOND, TOKEN_MARGIN, MAX_TOKENS = 12, 16, 224
 SEED = 0
 
 
@@ -142,13 +152,16 @@ class WhisperTranscriber:
         text."""
         import torch
 
+        seconds = min(len(wav_16k) / WHISPER_RATE, 30.0)
+        sample_len = min(MAX_TOKENS, int(TOKENS_PER_SECOND * seconds) + TOKEN_MARGIN)
         cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(SEED)
             result = self.model.transcribe(
                 np.asarray(wav_16k, dtype=np.float32), language=language,
-                temperature=FALLBACK_TEMPERATURES, beam_size=BEAM_SIZE, best_of=BEAM_SIZE,
+                temperature=FALLBACK_TEMPERATURES, beam_size=BEAM_SIZE, best_of=FALLBACK_SAMPLES,
                 compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD, logprob_threshold=None,
+                sample_len=sample_len,
                 no_speech_threshold=None, condition_on_previous_text=False,
                 fp16=self.device != "cpu", verbose=None)
         return result["text"].strip()

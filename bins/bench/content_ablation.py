@@ -10,7 +10,7 @@ If CER and content distance barely move between ``normal`` and the others, the o
 not come from the content input.
 
     python3 bins/bench/content_ablation.py EXPERIMENT --source data/.../train.json --out DIR
-        [--takes 10] [--set inference.comosvc.inference_steps=0]
+        [--takes 10] [--modes normal zero swap] [--set inference.comosvc.inference_steps=0]
     cantor eval DIR/normal DIR/zero DIR/swap --source data/.../train.json --language auto \\
         --whisper_path pretrained/whisper/base.pt --copy_synthesis --config CFG
 """
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="a stage-1 list (train.json / test.json)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--takes", type=int, default=10)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--set", action="append", default=[], metavar="K=V",
                         help="conversion config override (repeatable)")
     args = parser.parse_args(argv)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     hop = conv.cfg.preprocess.hop_size
     own = [conv.content_features(w, len(w) // hop) for w in wavs]
     real_features = conv.content_features
-    for mode in MODES:
+    for mode in args.modes:
         for i, (utt, wav) in enumerate(zip(utts, wavs)):
             other = own[(i + 1) % len(own)]
             if mode == "normal":

@@ -11,7 +11,8 @@ denormalises with, for the take's singer.
 
     python3 bins/bench/feature_parity.py EXPERIMENT [--takes 5] [--output_tsv FILE]
 
-EXPERIMENT: a trained experiment folder or checkpoint (its config names the stage 1 cache).
+EXPERIMENT: a trained experiment folder or checkpoint (its config names the stage 1 cache). The
+takes are taken singer by singer (round robin over the training split).
 Prints one TSV row per (take, feature).
 """
 from __future__ import annotations
@@ -60,6 +61,16 @@ def compare(name: str, trained: np.ndarray, converted: np.ndarray) -> dict:
     return row
 
 
+def round_robin(utts: list[dict]) -> list[dict]:
+    """The utterances reordered singer by singer (each singer's first, then each one's second ...),
+    so that the first N cover as many singers as possible."""
+    by_singer: dict[str, list[dict]] = {}
+    for u in utts:
+        by_singer.setdefault(u["Singer"], []).append(u)
+    longest = max((len(v) for v in by_singer.values()), default=0)
+    return [v[i] for i in range(longest) for v in by_singer.values() if i < len(v)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment")
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for dataset in conv.cfg.dataset:
         stats_file = load_json(root / dataset / "statistics.json")
-        for utt in load_json(root / dataset / "train.json")[:args.takes]:
+        for utt in round_robin(load_json(root / dataset / "train.json"))[:args.takes]:
             uid = utt["Uid"]
             cached = {f: np.load(root / dataset / folder / f"{uid}.npy") for f, folder in
                       [("mel", "mels"), ("f0", "pitches"), ("energy", "energys")]

@@ -11,16 +11,22 @@
 #      in every language with Whisper base, relative to the vocoder's copy synthesis) and the main
 #      table (out/demo/table.md)
 # Stage timings go to out/demo/timings.tsv.
-# Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--set K=V ...]
+# Usage: bash egs/svc/DiffComoSVC/run_demo.sh [--long] [--tag NAME] [--set K=V ...]
 # --long: 2400 teacher and 1200 distillation steps instead of 1600 and 800, and the 2-step student
-# (90 min on 2 cores, into ckpts/demo/demo_{teacher,student}_long and out/demo_long); extra
-# arguments are config overrides for both trainings, e.g. --set train.max_steps=100.
+# (into ckpts/demo/demo_{teacher,student}_long and out/demo_long); --tag NAME: a variant in its own
+# folders (ckpts/demo/demo_teacher_NAME, out/demo_NAME); extra arguments are config overrides for
+# both trainings, e.g. --set train.content_loss.weight=0.
 set -euo pipefail
 long=false teacher_steps=1600 student_steps=800 suffix="" models=(mu teacher student)
-if [ "${1:-}" = --long ]; then
-    long=true teacher_steps=2400 student_steps=1200 suffix=_long models+=(student_2steps)
-    shift
-fi
+while [ $# -gt 0 ]; do
+    case $1 in
+        --long) long=true teacher_steps=2400 student_steps=1200 suffix=${suffix}_long
+                models+=(student_2steps); shift ;;
+        --tag) [ $# -ge 2 ] || { echo "run_demo.sh: --tag needs a name" >&2; exit 2; }
+               suffix=${suffix}_$2; shift 2 ;;
+        *) break ;;
+    esac
+done
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 cfg=egs/svc/DiffComoSVC/exp_config_demo.json
