@@ -7,10 +7,13 @@
   this take's length).
 
 If CER and content distance barely move between ``normal`` and the others, the output's words do
-not come from the content input.
+not come from the content input. With ``--whisper_path`` each mode's mean content distance to the
+sources is printed (evaluation/content.py: Whisper encoder features, DTW-aligned; no
+transcription, so it is cheap enough for unreadable outputs). Outputs already written are kept.
 
     python3 bins/bench/content_ablation.py EXPERIMENT --source data/.../train.json --out DIR
         [--takes 10] [--modes normal zero swap] [--set inference.comosvc.inference_steps=0]
+        [--whisper_path pretrained/whisper/base.pt]
     cantor eval DIR/normal DIR/zero DIR/swap --source data/.../train.json --language auto \\
         --whisper_path pretrained/whisper/base.pt --copy_synthesis --config CFG
 """
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--takes", type=int, default=10)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--whisper_path", help="print each mode's mean content distance with this "
+                        "Whisper checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="K=V",
                         help="conversion config override (repeatable)")
     args = parser.parse_args(argv)
@@ -65,11 +70,28 @@ def main(argv: list[str] | None = None) -> int:
                 conv.content_features = lambda w, n, f=other: {k: fit_length(v, n)
                                                                for k, v in f.items()}
             singer = f"{utt['Dataset']}_{utt['Singer']}"
-            out = conv.convert(wav, singer, 0.0, name=utt["Uid"])
-            path = Path(args.out) / mode / utt["Uid"] / f"{utt['Uid']}_{singer}.wav"
-            save_wav(path, out.wav, out.sample_rate)
+            path = output_path(args.out, mode, utt)
+            if not path.is_file():
+                out = conv.convert(wav, singer, 0.0, name=utt["Uid"])
+                save_wav(path, out.wav, out.sample_rate)
         print(f"{mode}: {len(utts)} takes -> {Path(args.out) / mode}")
+    if args.whisper_path:
+        from evaluation.cer import WhisperTranscriber
+        from evaluation.content import content_distance
+
+        whisper = WhisperTranscriber(args.whisper_path)
+        sources = [whisper.encode(load_audio(resolve_path(u["Path"]), 16000)) for u in utts]
+        for mode in args.modes:
+            d = [content_distance(whisper.encode(load_audio(output_path(args.out, mode, u), 16000)),
+                                  src) for u, src in zip(utts, sources)]
+            print(f"{mode}\tcontent_distance\t{np.mean(d):.4f}\tmedian\t{np.median(d):.4f}")
     return 0
+
+
+def output_path(out: str, mode: str, utt: dict) -> Path:
+    """Where ``mode``'s self-reconstruction of ``utt`` goes (cantor eval's layout)."""
+    singer = f"{utt['Dataset']}_{utt['Singer']}"
+    return Path(out) / mode / utt["Uid"] / f"{utt['Uid']}_{singer}.wav"
 
 
 if __name__ == "__main__":
