@@ -15,8 +15,12 @@ set).
 Memory: the per-frame features of the whole song are held (F0, energy and the content features,
 which the extractors compute over 30 s windows; a 5-minute song at 24 kHz is about 28 k frames, 115 MB
 of 1024-d Whisper medium features), while the acoustic model and the vocoder only ever see
-``inference.batch_size`` chunks at a time. Features are computed afresh for every conversion (no
-cache, so nothing can be stale).
+``inference.batch_size`` chunks at a time. Every batch is padded to the longest one so far, rounded
+up to :data:`SHAPE_STEP_FRAMES`, so that they see one or two input shapes per song: the runtimes
+keep memory per shape they have run (OpenVINO's CPU plugin about 160 MB per new shape of a 4 x 10 s
+HiFi-GAN batch, measured; torch's oneDNN less), which made a song's peak grow with its length
+(bins/bench/bench_memory.py). Features are computed afresh for every conversion (no cache, so
+nothing can be stale).
 """
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ class BrokenModelError(ValueError):
 # MAX_FULL_SCALE_SHARE of its length comes from broken weights; singing, even clipped, has a few %.
 FULL_SCALE = 0.99
 MAX_FULL_SCALE_SHARE = 0.5
+# Batch lengths are rounded up to a multiple of this many frames (module doc, "Memory").
+SHAPE_STEP_FRAMES = 64
 
 
 def auto_device() -> str:
@@ -304,8 +310,12 @@ class SVCConverter:
         joiner = CrossfadeJoiner(chunks, hop)
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
         groups = [[audible[i] for i in g] for g in batched(audible, self.cfg.inference.batch_size)]
+        frames = 0  # every batch padded to the longest so far (module doc, "Memory")
         for group in tqdm(groups, desc=name, unit="batch", leave=False, disable=len(groups) < 2):
-            batch = self._batch([chunks[i] for i in group], f0, feats["energy"], content, singer)
+            longest = max(chunks[i].n_frames for i in group)
+            frames = max(frames, -(-longest // SHAPE_STEP_FRAMES) * SHAPE_STEP_FRAMES)
+            batch = self._batch([chunks[i] for i in group], f0, feats["energy"], content, singer,
+                                frames)
             audio = self.synthesize(batch, singer, generator)
             if group is groups[0]:
                 self._check_not_saturated(audio, [chunks[i].n_frames * hop for i in group], name)
@@ -365,14 +375,15 @@ class SVCConverter:
                 f"{FULL_SCALE}); conversion stopped, nothing written")
 
     def _batch(self, chunks: list[Chunk], f0: np.ndarray, energy: np.ndarray,
-               content: dict[str, np.ndarray], singer: str) -> dict[str, torch.Tensor]:
+               content: dict[str, np.ndarray], singer: str,
+               frames: int = 0) -> dict[str, torch.Tensor]:
         """Zero-padded model batch of ``chunks`` of the song's (T,) f0 and energy and (T, D)
-        content features: "f0" (B, T) Hz, "energy" (B, T), "mask" (B, T) bool, "singer" (B,) long
+        content features, T the longest chunk's frames or ``frames`` if more: "f0" (B, T) Hz, "energy" (B, T), "mask" (B, T) bool, "singer" (B,) long
         (the target's id; a mix's primary singer), for a mix of several singers "singer_weights"
         (B, singer_table_size) float (modules/singer_embedding.py), "uv" (B, T) bool and one
         (B, T, D) tensor per content feature, on ``device``."""
         lengths = [c.n_frames for c in chunks]
-        b, t = len(chunks), max(lengths)
+        b, t = len(chunks), max(*lengths, frames)
         mix = self.target(singer)
         batch = {"f0": torch.zeros(b, t), "energy": torch.zeros(b, t),
                  "mask": torch.zeros(b, t, dtype=torch.bool),
