@@ -81,7 +81,7 @@ def test_bf16_autocast_through_losses_attention_and_samplers():
         bf16 = run(lambda: model.loss(batch))
         mu = model.encode(batch)
     assert dtypes == [torch.bfloat16]  # autocast is really on
-    for k in fp32:
+    for k in fp32.keys() - {"predicted"}:   # "predicted": the mels for the content loss
         assert bf16[k].dtype == torch.float32, k
         assert bf16[k].item() == pytest.approx(fp32[k].item(), rel=0.05), k
     a, b = mu.to(torch.bfloat16), batch["mel"].to(torch.bfloat16)
