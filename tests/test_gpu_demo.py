@@ -58,7 +58,7 @@ def test_gpu_demo_smoke(demo_data, tmp_path):
     assert max(files.values()) <= gpu_demo_pack.FILE_LIMIT
     table = (out / "table.md").read_text()
     assert "student, 1 step" in table and "teacher 2 steps, student 2 steps" in table
-    exported = torch.load(out / "student_export.pt", map_location="cpu", weights_only=False)
+    exported = torch.load(out / "student_export.pt", map_location="cpu", weights_only=True)
     assert exported["student"] is True
     rows = (out / "metrics.tsv").read_text().splitlines()
     assert rows[0].startswith("model\toutput") and {r.split("\t")[0] for r in rows[1:]} == {

@@ -190,7 +190,7 @@ def _slim_resemblyzer(data: bytes) -> bytes:
     """Resemblyzer's pretrained.pt without its optimizer state (VoiceEncoder reads model_state)."""
     import torch
 
-    ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     out = io.BytesIO()
     torch.save({"step": ckpt["step"], "model_state": ckpt["model_state"]}, out)
     return out.getvalue()

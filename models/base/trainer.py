@@ -57,6 +57,7 @@ from models.base.checkpoint import (CHECKPOINT_DIR, EXPORT_DIR, FORMAT, Checkpoi
 from models.base.dataset import (DataError, EpochTaggedBatches, LengthGroupedBatchSampler,
                                  SVCDataset, collate, denormalize_mel, load_singers,
                                  load_statistics)
+from models.base.loss_forward import LossForward
 from models.base.scheduler import build_scheduler, is_per_epoch
 from utils.config import ConfigError, config_to_dict
 from utils.paths import resolve_path
@@ -65,34 +66,6 @@ from utils.precision import enable_fast_cuda_math, resolve_mixed_precision
 from utils.schema import CantorConfig
 
 log = logging.getLogger(__name__)
-
-
-class _LossForward(nn.Module):
-    """Makes ``model.loss`` the forward pass, so that accelerate's DDP wrapper (gradient
-    synchronisation) and autocast (mixed precision) apply to it; adds the content-consistency
-    loss (``train.content_loss``, modules/losses/content.py) on the mels the model's loss
-    returns under "predicted": the mean over them, logged as "content_loss" and added to "loss"
-    with ``train.content_loss.weight``. The Whisper encoder lives here, outside the model's state
-    dict, so checkpoints do not carry it."""
-
-    def __init__(self, model: nn.Module, content_loss: nn.Module | None = None,
-                 content_weight: float = 0.0):
-        super().__init__()
-        self.model = model
-        self.content_loss = content_loss
-        self.content_weight = content_weight
-
-    def forward(self, batch: dict, part: str | None = None) -> dict:
-        out = self.model.loss(batch) if part is None else self.model.loss(batch, part=part)
-        predicted = out.pop("predicted", None)
-        if self.content_loss is not None and part in (None, "generator"):
-            if not predicted:
-                raise ConfigError(f"train.content_loss.weight > 0, but {type(self.model).__name__}"
-                                  f" gives no predicted mel to score; set it to 0")
-            terms = [self.content_loss(mel, batch) for mel in predicted.values()]
-            out["content_loss"] = sum(terms) / len(terms)
-            out["loss"] = out["loss"] + self.content_weight * out["content_loss"]
-        return out
 
 
 class BaseTrainer:
@@ -175,7 +148,7 @@ class BaseTrainer:
             from modules.losses.content import ContentConsistencyLoss
             content = ContentConsistencyLoss(cfg).to(self.acc.device)
         self.loss_module, *prepared = self.acc.prepare(
-            _LossForward(self.model, content, t.content_loss.weight), *self.optimizers.values())
+            LossForward(self.model, content, t.content_loss.weight), *self.optimizers.values())
         self.optimizers = dict(zip(self.optimizers, prepared))
         self.checked_modules = [m for m in self.model.modules()
                                 if hasattr(m, "raise_deferred_errors")]
